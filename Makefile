@@ -73,3 +73,7 @@ docs: $(STAMP)      ## render the docs site from the notebooks into _docs/, offl
 
 bench: $(STAMP)
 	$(BIN)/python bench/trainer_throughput.py
+
+.PHONY: readme
+readme: $(STAMP)    ## write README.md from nbs/index.ipynb (no Quarto needed)
+	$(BIN)/python tools/build_readme.py
