@@ -1,0 +1,89 @@
+"""Bad input gets one clear line and exit code 2, never a traceback, and nothing is left half-written."""
+import shutil
+
+import optuna
+import pytest
+
+from conftest import one_error_line, run_cli
+
+TINY_RUN = ["--model", "tiny", "--epochs", "1", "--max-seq-length", "32", "--no-progress"]
+
+
+def _corpus(tmp_path, demo_dir, posts=None, annotations=None):
+    d = tmp_path / "data"
+    shutil.copytree(demo_dir, d)
+    if posts is not None:
+        (d / "redsm5_posts.csv").write_bytes(posts)
+    if annotations is not None:
+        (d / "redsm5_annotations.csv").write_bytes(annotations)
+    return d
+
+
+ANN_HEADER = b"post_id,sentence_id,sentence_text,DSM5_symptom,status,explanation\n"
+
+
+@pytest.mark.parametrize("posts,annotations,expect", [
+    (b"post_id,txt\np1,hello\n", None, "no column 'text'"),
+    (b"post_id,text\np1,caf\xe9\n", b"", "not UTF-8"),
+    (b"post_id,text\np1,   \n", ANN_HEADER, "empty text"),
+    (b"post_id,text\np1,hello\n", ANN_HEADER + b"p9,s0,x,ANHEDONIA,1,e\n", "'p9' is not in"),
+    (b"post_id,text\np1,hello\n", ANN_HEADER + b"p1,s0,x,SADNESS,1,e\n", "unknown DSM5_symptom 'SADNESS'"),
+    (b"post_id,text\np1,hello\n", ANN_HEADER + b"p1,s0,x,ANHEDONIA,yes,e\n", "status must be 0 or 1"),
+])
+def test_train_rejects_malformed_data(tmp_path, demo_dir, posts, annotations, expect):
+    d = _corpus(tmp_path, demo_dir, posts, annotations)
+    line = one_error_line(run_cli("cli.train", "--data-dir", str(d), "--out", str(tmp_path / "out"), *TINY_RUN))
+    assert expect in line
+    assert not (tmp_path / "out" / "evaluation_report.json").exists()
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--data-dir", "/no/such/dir"], "does not exist"),
+    (["--model", "/no/such/model"], "unknown model"),
+    (["--learning-rate", "-0.001"], "learning_rate must be in"),
+    (["--optimizer", "adagrad"], "unknown optimizer 'adagrad'"),
+    (["--batch-size", "16", "--grad-accum", "3"], "must be one of 16, 32, 64, 128"),
+    (["--out", "/dev/null/out"], "not writable"),
+    (["--config", "/no/such.yaml"], "does not exist"),
+])
+def test_train_rejects_bad_flags(tmp_path, demo_dir, args, expect):
+    base = ["--data-dir", str(demo_dir), "--out", str(tmp_path / "out"), *TINY_RUN]
+    line = one_error_line(run_cli("cli.train", *base, *args))
+    assert expect in line
+
+
+def test_hpo_rejects_bad_input_without_touching_the_store(tmp_path, demo_dir):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    common = ["--storage", storage, "--experiments-dir", str(tmp_path / "exp"), "--data-dir", str(demo_dir),
+              "--model", "tiny", "--no-progress"]
+    cases = [
+        (["stage1", "--storage", "redis://127.0.0.1:6379"], "is not one Optuna can use"),
+        (["stage1", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
+        (["stage1", "--trials", "0"], "must be > 0"),
+        (["stage1", "--jobs", "-1"], "must be > 0"),
+        (["stage1", "--data-fraction", "1.5"], "must be in (0, 1]"),
+        (["stage1", "--model", "no-such-model"], "unknown model"),
+        (["stage1", "--experiments-dir", "/dev/null/exp"], "not writable"),
+        (["stage2", "--top-k", "0"], "must be > 0"),
+        (["stage2"], "no Stage 1 study 'stage1_broad'"),
+        (["report", "--study-name", "nope"], "nope"),
+        (["export", "--study-name", "nope"], "nope"),
+    ]
+    for args, expect in cases:
+        sub, rest = args[0], args[1:]
+        proc = run_cli("cli.hpo", sub, *(common if sub != "report" and sub != "export" else common[:4]), *rest)
+        if "usage:" in proc.stderr:  # argparse's own check (trials/jobs/fraction): exit 2 with its usage line
+            assert proc.returncode == 2 and expect in proc.stderr and "Traceback" not in proc.stderr
+            continue
+        assert expect in one_error_line(proc), (args, proc.stderr)
+    # none of those created a study
+    assert optuna.get_all_study_names(storage) == []
+
+
+def test_existing_study_with_other_direction(tmp_path, demo_dir):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(storage=storage, study_name="stage1_broad", direction="minimize")
+    line = one_error_line(run_cli("cli.hpo", "stage1", "--storage", storage, "--experiments-dir", str(tmp_path / "exp"),
+                                  "--data-dir", str(demo_dir), "--model", "tiny", "--no-progress"))
+    assert "minimises" in line
+    assert len(optuna.load_study(study_name="stage1_broad", storage=storage).trials) == 0
