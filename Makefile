@@ -30,6 +30,7 @@ check-sync: $(STAMP) ## fail if nbdev_export or nbdev_clean would change a track
 	$(BIN)/nbdev_clean
 	@out=$$(git status --porcelain -- nbs dataaug_multi_both); \
 	if [ -n "$$out" ]; then echo "notebooks and library disagree (edit nbs/, then make export clean-nbs):"; echo "$$out"; exit 1; fi
+	$(BIN)/python tools/build_readme.py --check
 
 test-nbs: $(STAMP)  ## run every notebook (cells flagged slow are skipped)
 	$(BIN)/nbdev_test --n_workers 2 --timing
