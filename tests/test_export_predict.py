@@ -1,0 +1,188 @@
+"End to end: a study with one real trial -> export with two seeds -> predict from CSV, JSONL and stdin; bad input exits 2."
+import csv
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from dataaug_multi_both.cli import predict as cli_predict
+from dataaug_multi_both.config import TrainConfig
+from dataaug_multi_both.core import DSM5_CRITERIA
+from dataaug_multi_both.demo import generate_demo_corpus
+from dataaug_multi_both.export import DISCLAIMER, export_best
+from dataaug_multi_both.hpo import open_storage
+from dataaug_multi_both.predict import NOTE, load_predictor, predict_posts
+from dataaug_multi_both.run import load_splits, run_config
+from dataaug_multi_both.thresholds import apply_thresholds, classification_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = list(DSM5_CRITERIA)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope='module')
+def search(tmp_path_factory):
+    "A study holding one complete trial, trained for real and recorded the way the search records it."
+    tmp = tmp_path_factory.mktemp('search')
+    data = generate_demo_corpus(tmp / 'data', n_posts=200)
+    cfg = TrainConfig(epochs=1, learning_rate=1e-3, max_seq_length=32, batch_size=16, evals_per_epoch=1,
+                      head_hidden_dim=32, precision='fp32', data_fraction=0.5)
+    rep, _ = run_config(cfg, load_splits(data), 'tiny', tmp / 'exp' / 'stage2_exploit' / 'trial_0',
+                        extra={'data_dir': str(data), 'split_seed': 0})
+    url = f'sqlite:///{tmp}/optuna.db'
+    study = optuna.create_study(storage=open_storage(url), study_name='stage2_exploit', direction='maximize')
+    study.add_trial(optuna.trial.create_trial(
+        params={'learning_rate': 1e-3}, distributions={'learning_rate': FloatDistribution(1e-5, 1e-2, log=True)},
+        value=rep['val_macro_f1'], user_attrs={'config': dataclasses.asdict(cfg)}))
+    empty = optuna.create_study(storage=open_storage(url), study_name='empty', direction='maximize')
+    empty.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    return SimpleNamespace(tmp=tmp, data=data, url=url, cfg=cfg, rep=rep)
+
+
+@pytest.fixture(scope='module')
+def exported(search):
+    summary = export_best(search.url, seeds=2, experiments_dir=search.tmp / 'exp')
+    return SimpleNamespace(summary=summary, dir=search.tmp / 'exp' / 'stage2_exploit' / 'export')
+
+
+def test_export_summary(search, exported):
+    s, d = exported.summary, exported.dir
+    assert json.loads((d / 'export_summary.json').read_text()) == json.loads(json.dumps(s))
+    assert (s['study'], s['trial'], s['seeds']) == ('stage2_exploit', 0, [42, 43])
+    assert s['search_value'] == pytest.approx(search.rep['val_macro_f1'])
+    rows = s['per_seed']
+    assert [r['seed'] for r in rows] == [42, 43]
+    for r in rows:
+        assert set(r['per_class']) == set(NAMES)
+        rep = json.loads((d / 'seeds' / f'seed_{r["seed"]}' / 'evaluation_report.json').read_text())
+        assert (rep['seed'], rep['test_macro_f1']) == (r['seed'], r['test_macro_f1'])
+    test = [r['test_macro_f1'] for r in rows]
+    val = [r['val_macro_f1'] for r in rows]
+    assert s['test_macro_f1']['mean'] == pytest.approx(np.mean(test))
+    assert s['test_macro_f1']['std'] == pytest.approx(np.std(test, ddof=1))
+    assert s['adjusted_score'] == pytest.approx(np.mean(test) - 0.1 * np.std(test, ddof=1))
+    assert s['search_gap'] == pytest.approx(s['search_value'] - np.mean(val))
+    best = max(rows, key=lambda r: r['val_macro_f1'])                         # chosen by validation, never test
+    assert s['exported']['seed'] == best['seed']
+    assert s['config']['learning_rate'] == 1e-3 and s['sources']['config'] == "trial user attr 'config'"
+    assert s['data']['data_dir'] == str(search.data) and s['data']['n_train_used'] == search.rep['data']['n_train']
+    assert s['disclaimer'] == DISCLAIMER and 'not a diagnosis' in DISCLAIMER
+    assert 'not a diagnosis' in (d / 'README.md').read_text()
+    assert any(n.startswith('seed 42 is the seed the search trained with') for n in s['notes'])  # TrainConfig's default seed
+    assert set(s['versions']) >= {'torch', 'transformers', 'optuna'}
+
+
+def test_exported_model_loads_with_plain_transformers(exported):
+    from transformers import AutoModel, AutoTokenizer
+    enc = exported.dir / 'model' / 'encoder'
+    model = AutoModel.from_pretrained(enc, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(enc, local_files_only=True)
+    out = model(**tok(['I cannot sleep at night'], return_tensors='pt', return_token_type_ids=False))
+    assert out.last_hidden_state.shape[-1] == model.config.hidden_size
+    meta = json.loads((exported.dir / 'model' / 'classifier.json').read_text())
+    assert meta['seed'] == exported.summary['exported']['seed']
+    assert (meta['study'], meta['trial'], meta['backbone'], meta['label_names']) == ('stage2_exploit', 0, 'tiny', NAMES)
+    assert set(meta['thresholds']) == set(NAMES) and meta['threshold_mode'] == 'global'
+    assert meta['config']['seed'] == meta['seed']
+
+
+def test_predictions_reproduce_the_exported_test_score(search, exported):
+    test = load_splits(search.data).test
+    rows = predict_posts(load_predictor(exported.dir, 'cpu'), list(zip(test.post_ids, test.texts)), batch_size=64)
+    pred = np.array([[r[f'{n}_pred'] for n in NAMES] for r in rows])
+    assert [r['post_id'] for r in rows] == test.post_ids
+    assert classification_metrics(test.labels, pred, NAMES)['macro_f1'] == pytest.approx(exported.summary['exported']['test_macro_f1'])
+
+
+def _check_rows(rows, thr):
+    assert rows
+    for r in rows:
+        for n in NAMES:
+            p = float(r[f'{n}_prob'])
+            assert 0.0 <= p <= 1.0
+            assert int(r[f'{n}_pred']) == int(apply_thresholds(np.array([p]), thr[n])[0])
+
+
+def _thresholds(exported):
+    return json.loads((exported.dir / 'model' / 'classifier.json').read_text())['thresholds']
+
+
+def test_predict_cli_csv(exported, tmp_path, capsys):
+    (tmp_path / 'posts.csv').write_text('post_id,text\np1,I have not slept in days\np2,"I eat nothing, I feel worthless"\n')
+    cli_predict.main(['--model', str(exported.dir), '--input', str(tmp_path / 'posts.csv'), '--output', str(tmp_path / 'out.csv')])
+    rows = list(csv.DictReader((tmp_path / 'out.csv').open()))
+    assert [r['post_id'] for r in rows] == ['p1', 'p2']
+    _check_rows(rows, _thresholds(exported))
+    assert NOTE in capsys.readouterr().err
+
+
+def test_predict_cli_jsonl_from_stdin(exported, monkeypatch, capsys):
+    monkeypatch.setattr(sys, 'stdin', io.StringIO('{"text": "so tired all the time"}\n{"post_id": "x", "text": "I want to die"}\n'))
+    cli_predict.main(['--model', str(exported.dir / 'model'), '--input', '-', '--format', 'jsonl'])
+    out = capsys.readouterr()
+    rows = [json.loads(line) for line in out.out.splitlines()]
+    assert [r['post_id'] for r in rows] == ['1', 'x']
+    assert all(r['disclaimer'] == NOTE for r in rows)
+    _check_rows(rows, _thresholds(exported))
+
+
+def test_predict_module_entry_point(exported, tmp_path):
+    (tmp_path / 'posts.jsonl').write_text('{"post_id": "a", "text": "nothing is fun anymore"}\n')
+    r = subprocess.run([sys.executable, '-m', 'dataaug_multi_both.cli.predict', '--model', str(exported.dir),
+                        '--input', str(tmp_path / 'posts.jsonl')], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [x['post_id'] for x in rows] == ['a']
+    _check_rows(rows, _thresholds(exported))
+
+
+def _exit(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli_predict.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return e.value.code, err
+
+
+@pytest.mark.parametrize('content,expected', [
+    ('id,body\n1,hello\n', "has no column 'text'"),
+    ('', 'is empty'),
+    ('text\n', 'holds no posts'),
+    ('post_id,text\n1,\n', 'has an empty text'),
+    ('{"body": "hi"}\n', "has no 'text' string field"),
+])
+def test_predict_bad_input_exits_2(exported, tmp_path, capsys, content, expected):
+    f = tmp_path / ('posts.jsonl' if content.startswith('{') else 'posts.csv')
+    f.write_text(content)
+    code, err = _exit(['--model', str(exported.dir), '--input', str(f)], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith('error:') and expected in err[0], err
+
+
+def test_predict_missing_model_exits_2(tmp_path, capsys):
+    (tmp_path / 'posts.csv').write_text('text\nhello\n')
+    code, err = _exit(['--model', str(tmp_path / 'no_export'), '--input', str(tmp_path / 'posts.csv')], capsys)
+    assert code == 2 and len(err) == 1 and 'does not exist' in err[0]
+    (tmp_path / 'not_export').mkdir()
+    code, err = _exit(['--model', str(tmp_path / 'not_export'), '--input', str(tmp_path / 'posts.csv')], capsys)
+    assert code == 2 and len(err) == 1 and 'classifier.json' in err[0]
+
+
+def test_export_without_complete_trial_exits_2(search):
+    r = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'export_best.py'), '--storage', search.url,
+                        '--study-name', 'empty', '--experiments-dir', str(search.tmp / 'exp')],
+                       capture_output=True, text=True, timeout=120, check=False)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and err == ["error: study 'empty' has no complete trial: run more trials first"], r.stderr
+
+
+def test_export_unknown_study_names_existing(search):
+    from dataaug_multi_both.core import UserError
+    with pytest.raises(UserError, match="existing studies are 'stage2_exploit', 'empty'"):
+        export_best(search.url, 'nope', experiments_dir=search.tmp / 'exp')
