@@ -255,13 +255,13 @@ def export_best(storage_url:str, # the search's Optuna storage URL
 
 # %% ../nbs/18_export.ipynb #9ded3c2f
 def add_export_args(p:argparse.ArgumentParser, # the parser (or subparser) to extend
-                    storage:bool=True # add --storage and --experiments-dir (False when the parent parser has them)
+                    common:bool=True # add --storage, --study-name, --experiments-dir (False when `cli.hpo.add_common` did)
                    ) -> argparse.ArgumentParser:
     "Add the export flags to `p`."
-    if storage:
+    if common:
         p.add_argument('--storage', default=None, help='Optuna storage URL (default: sqlite:///experiments/optuna.db)')
+        p.add_argument('--study-name', default=DEFAULT_STUDY, help=f'study whose best trial is exported (default: {DEFAULT_STUDY})')
         p.add_argument('--experiments-dir', default='experiments', help="the search's output directory, where trial reports are (default: experiments)")
-    p.add_argument('--study-name', default=DEFAULT_STUDY, help=f'study whose best trial is exported (default: {DEFAULT_STUDY})')
     p.add_argument('--seeds', type=int, default=3, help='re-training seeds (default: 3)')
     p.add_argument('--base-seed', type=int, default=42, help='first seed; the others follow it (default: 42)')
     p.add_argument('--out', default=None, help='export directory (default: <experiments-dir>/<study>/export)')
@@ -280,8 +280,8 @@ def export_main(args:argparse.Namespace # parsed `add_export_args` flags
         import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    summary = export_best(args.storage or DEFAULT_STORAGE, args.study_name, args.seeds, args.base_seed, args.out, args.data_dir,
-                          args.model, args.split_seed, progress, args.experiments_dir, args.device,
+    summary = export_best(args.storage or DEFAULT_STORAGE, args.study_name or DEFAULT_STUDY, args.seeds, args.base_seed, args.out,
+                          args.data_dir, args.model, args.split_seed, progress, args.experiments_dir or 'experiments', args.device,
                           log=lambda s: print(s, file=sys.stderr))
     print(f'note: {DISCLAIMER}', file=sys.stderr)
     print(f'export: {summary["export_dir"]}  (summary: {Path(summary["export_dir"])/"export_summary.json"})')
