@@ -20,7 +20,8 @@ _WORD_RE = re.compile(r'^(\W*)(.*?)(\W*)$', re.DOTALL)
 def split_word(token:str # one whitespace-separated token, e.g. '"Tired,'
               ) -> tuple[str, str, str]:
     "The token as (leading punctuation, core word, trailing punctuation)."
-    return _WORD_RE.match(token).groups()
+    pre, core, post = _WORD_RE.match(token).groups()  # type: ignore[union-attr]  # the pattern matches any string
+    return pre, core, post
 
 # %% ../nbs/05_augment.ipynb #524ceda3
 def _sround(x:float, rng:random.Random) -> int:
