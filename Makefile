@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install export clean-nbs check-sync test test-nbs test-py lint format doctor demo stage1 stage2 hpo-report export-best predict docs bench
+.PHONY: install export clean-nbs check-sync test test-nbs test-py run-nbs lint format doctor demo stage1 stage2 hpo-report export-best predict docs bench
 
 install: $(STAMP)   ## create .venv and install the pinned, tested versions
 $(STAMP): settings.ini setup.py requirements/constraints.txt
@@ -39,6 +39,9 @@ test-py: $(STAMP)   ## the pytest suite in tests/
 	$(BIN)/python -m pytest -q tests
 
 test: check-sync test-nbs test-py ## the README's test command
+
+run-nbs: $(STAMP)   ## run every notebook in a real Jupyter kernel, slow cells included (as JupyterLab would)
+	$(BIN)/python tools/run_notebooks.py
 
 lint: $(STAMP)      ## ruff and mypy over the library
 	$(BIN)/ruff check dataaug_multi_both tests bench
@@ -72,8 +75,9 @@ predict: $(STAMP)
 docs: $(STAMP)      ## render the docs site from the notebooks into _docs/, offline
 	$(BIN)/python tools/build_docs.py
 
-bench: $(STAMP)
+bench: $(STAMP)     ## trainer vs bare PyTorch loop; trials/hour with 1 and 2 workers and disk use after 100 trials
 	$(BIN)/python bench/trainer_throughput.py
+	$(BIN)/python bench/hpo_throughput.py
 
 .PHONY: readme
 readme: $(STAMP)    ## write README.md from nbs/index.ipynb (no Quarto needed)

@@ -12,14 +12,15 @@ import optuna
 from optuna.trial import TrialState
 
 from .core import UserError, atomic_write_json, redact_url, set_offline, writable_dir
-from .config import config_from_dict
+from .config import TrainConfig, config_from_dict
 from .space import SearchSpace, base_space, params_to_config
 from .narrow import clip_params, load_space, narrow_space, save_space
 
 # %% auto #0
 __all__ = ['DEFAULT_STORAGE', 'HEARTBEAT', 'STAGE_DEFAULTS', 'driver_url', 'open_storage', 'TrialGate', 'counted_trials',
            'SearchJob', 'make_pruner', 'make_sampler', 'trial_dir', 'best_numbers', 'prune_checkpoints', 'Objective',
-           'open_study', 'narrowed_from_stage1', 'prepare_study', 'run_worker', 'state_counts', 'run_stage']
+           'open_study', 'narrowed_from_stage1', 'config_params', 'prepare_study', 'run_worker', 'state_counts',
+           'run_stage']
 
 # %% ../nbs/15_hpo.ipynb #19fd3730
 DEFAULT_STORAGE = 'sqlite:///experiments/optuna.db'
@@ -270,6 +271,16 @@ def narrowed_from_stage1(job:SearchJob # Stage 2 settings (storage, stage1_study
         if key not in seen and len(best) < job.enqueue: seen.add(key); best.append(t)
     return space, report, best
 
+def config_params(cfg:TrainConfig, # a configuration
+                  space:SearchSpace # the space whose knobs to fill
+                 ) -> dict:
+    "The space's knob values that describe `cfg` (clipped into the space), for enqueueing it as a trial."
+    d = dataclasses.asdict(cfg)
+    raw = {k.name: d[k.name] for k in space if k.name in d}
+    raw['batch_accum'] = f'{cfg.batch_size}x{cfg.grad_accum}'
+    raw['decision_thresholds_per_class'] = cfg.threshold_mode == 'per_class'
+    return clip_params(raw, space)
+
 def prepare_study(job:SearchJob # the stage's settings
                  ) -> tuple[optuna.Study, SearchSpace]:
     "Create or resume the stage's study with its stored space; nothing is created when the input is bad."
@@ -279,9 +290,10 @@ def prepare_study(job:SearchJob # the stage's settings
     study = open_study(job)
     stored = load_space(study)
     if stored is not None: return study, stored
-    if job.stage == 1:
+    if job.stage == 1:                                                # starts from the default configuration
         space = base_space(1, max_seq_lengths=job.max_seq_lengths)
         save_space(study, space, None)
+        study.enqueue_trial(config_params(config_from_dict(job.base), space), user_attrs={'enqueued': 'default configuration'})
         return study, space
     if not fresh: space, report, best = narrowed_from_stage1(job)
     save_space(study, space, report)

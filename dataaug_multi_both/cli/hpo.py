@@ -105,8 +105,8 @@ def _export_args(p):
     return p
 
 # %% ../../nbs/21_cli_hpo.ipynb #1fc3da91
-DEMO = dict(stage1_trials=16, stage2_trials=6, seeds=3, max_layers=2, max_seq_length=64, stage1_epochs=2, stage2_epochs=3, min_resource=4,
-            top_k=8, enqueue=3)
+DEMO = dict(stage1_trials=12, stage2_trials=5, seeds=3, max_layers=4, max_seq_length=96, stage1_epochs=2, stage2_epochs=5, min_resource=4,
+            top_k=6, enqueue=2)
 
 def run_demo(args:argparse.Namespace # parsed `demo` flags
             ) -> dict:
