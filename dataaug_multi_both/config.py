@@ -31,7 +31,7 @@ class TrainConfig:
     "All knobs of one fine-tuning run; `validate` says in one line what is wrong with a bad one."
     # optimisation
     learning_rate: float = 5e-5        # peak learning rate of the encoder's top layer
-    head_lr_scale: float = 10.0        # the randomly initialised head learns this many times faster
+    head_lr_scale: float = 20.0        # the randomly initialised head learns this many times faster
     weight_decay: float = 0.01         # decoupled (adamw) or L2 (adam, sgd) weight decay
     optimizer: str = 'adamw'           # one of OPTIMIZERS
     adam_beta1: float = 0.9            # Adam/AdamW first-moment decay
@@ -55,7 +55,7 @@ class TrainConfig:
     max_layers: int | None = None      # keep only the first N encoder layers (None = all); they stay pretrained
     gradient_checkpointing: bool = False # recompute activations in backward to save memory
     # loss
-    loss_type: str = 'bce'             # one of LOSSES
+    loss_type: str = 'weighted_bce'    # one of LOSSES
     pos_weight_scale: float = 1.0      # weighted losses: positive weight = scale * neg/pos per class
     focal_gamma: float = 2.0           # focal losses: focusing parameter
     focal_alpha: float = 0.25          # focal losses: weight of the positive class

@@ -105,8 +105,8 @@ def _export_args(p):
     return p
 
 # %% ../../nbs/21_cli_hpo.ipynb #1fc3da91
-DEMO = dict(stage1_trials=12, stage2_trials=5, seeds=3, max_layers=4, max_seq_length=96, stage1_epochs=2, stage2_epochs=5, min_resource=4,
-            top_k=6, enqueue=2)
+DEMO = dict(stage1_trials=10, stage2_trials=4, seeds=3, max_layers=4, max_seq_length=96, stage1_epochs=2, stage2_epochs=5, min_resource=4,
+            reduction_factor=2, top_k=6, enqueue=2)
 
 def run_demo(args:argparse.Namespace # parsed `demo` flags
             ) -> dict:
@@ -118,7 +118,7 @@ def run_demo(args:argparse.Namespace # parsed `demo` flags
     common = dict(storage=args.storage, backbone=args.model, experiments_dir=args.experiments_dir, jobs=args.jobs,
                   max_seq_lengths=(DEMO['max_seq_length'],), progress=progress)
     t0 = time.time()
-    s1 = run_stage(SearchJob(stage=1, n_trials=args.stage1_trials, min_resource=DEMO['min_resource'],
+    s1 = run_stage(SearchJob(stage=1, n_trials=args.stage1_trials, min_resource=DEMO['min_resource'], reduction_factor=DEMO['reduction_factor'],
                              base={'epochs': DEMO['stage1_epochs'], 'max_layers': DEMO['max_layers']}, **common))
     print(_stage_line(s1), flush=True)
     s2 = run_stage(SearchJob(stage=2, n_trials=args.stage2_trials, top_k=DEMO['top_k'], enqueue=DEMO['enqueue'],
