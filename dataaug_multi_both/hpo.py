@@ -19,8 +19,8 @@ from .narrow import clip_params, load_space, narrow_space, save_space
 # %% auto #0
 __all__ = ['DEFAULT_STORAGE', 'HEARTBEAT', 'STAGE_DEFAULTS', 'driver_url', 'open_storage', 'TrialGate', 'counted_trials',
            'SearchJob', 'make_pruner', 'make_sampler', 'trial_dir', 'best_numbers', 'prune_checkpoints', 'Objective',
-           'open_study', 'narrowed_from_stage1', 'config_params', 'prepare_study', 'run_worker', 'state_counts',
-           'run_stage']
+           'open_study', 'ranked_by_last_report', 'narrowed_from_stage1', 'config_params', 'prepare_study',
+           'run_worker', 'state_counts', 'run_stage']
 
 # %% ../nbs/15_hpo.ipynb #19fd3730
 DEFAULT_STORAGE = 'sqlite:///experiments/optuna.db'
@@ -253,6 +253,19 @@ def open_study(job:SearchJob, # the stage's settings
     if 'experiments_dir' not in study.user_attrs: study.set_user_attr('experiments_dir', str(job.experiments_dir))
     return study
 
+def ranked_by_last_report(trials:list # a study's trials
+                         ) -> list:
+    "Complete and pruned trials as complete ones valued by the last score they reported (for ranking only)."
+    out = []
+    for t in trials:
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or not t.intermediate_values: continue
+        last = t.value if t.state == TrialState.COMPLETE and t.value is not None else t.intermediate_values[max(t.intermediate_values)]
+        if math.isfinite(last):
+            out.append(optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=last,
+                                                 user_attrs=t.user_attrs, intermediate_values=t.intermediate_values))
+            out[-1].number = t.number
+    return out
+
 def narrowed_from_stage1(job:SearchJob # Stage 2 settings (storage, stage1_study, top_k, enqueue)
                         ) -> tuple[SearchSpace, dict, list]:
     "Stage 2's space narrowed from the stored Stage 1 study, its report, and the Stage 1 trials to re-run first."
@@ -262,9 +275,16 @@ def narrowed_from_stage1(job:SearchJob # Stage 2 settings (storage, stage1_study
                         'or name an existing one with --stage1-study') from None
     base = load_space(s1) or base_space(1, max_seq_lengths=job.max_seq_lengths)
     base = SearchSpace(list(base) + [k for k in base_space(2) if k.name not in base])   # Stage 2 adds thresholds per class
-    space, report = narrow_space(s1.get_trials(deepcopy=False), base, top_k=job.top_k)
+    trials = s1.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    fallback = len(done) < 3
+    if fallback: done = ranked_by_last_report(trials)                # few complete: rank pruned trials too
+    space, report = narrow_space(done, base, top_k=job.top_k)
     report['stage1_study'] = job.stage1_study
-    done = sorted((t for t in s1.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None), key=lambda t: -float(t.value or 0))
+    if fallback:
+        report['notes'] = list(report.get('notes', [])) + [f'only {sum(t.state == TrialState.COMPLETE for t in trials)} complete Stage 1 '
+                          'trials: pruned trials were ranked by their last validation score (more Stage 1 trials give a firmer narrowing)']
+    done = sorted(done, key=lambda t: -float(t.value or 0))
     best: list = []; seen: set = set()
     for t in done:                                                    # distinct configurations once clipped
         key = json.dumps(clip_params(t.params, space), sort_keys=True, default=str)

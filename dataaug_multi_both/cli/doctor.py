@@ -4,6 +4,7 @@
 
 # %% ../../nbs/22_cli_doctor.ipynb #dfc1e3ba
 from __future__ import annotations
+from fastcore.imports import IN_IPYTHON
 import argparse, json, sys, warnings
 
 from ..core import cli_entry
@@ -42,4 +43,4 @@ def main(argv:list[str]|None=None # command-line arguments (default: sys.argv[1:
 
 # %% ../../nbs/22_cli_doctor.ipynb #fa492958
 #| eval: false
-if __name__ == '__main__': sys.exit(main())
+if __name__ == '__main__' and not IN_IPYTHON: sys.exit(main())   # a script, not a notebook kernel

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/21_cli_hpo.ipynb #8d6a955b
 from __future__ import annotations
+from fastcore.imports import IN_IPYTHON
 import argparse, json, sys, time
 from pathlib import Path
 
@@ -179,4 +180,4 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
 
 # %% ../../nbs/21_cli_hpo.ipynb #ab15704e
 #| eval: false
-if __name__ == '__main__': main()
+if __name__ == '__main__' and not IN_IPYTHON: main()   # a script, not a notebook kernel

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/23_cli_predict.ipynb #f80d3a73
 from __future__ import annotations
+from fastcore.imports import IN_IPYTHON
 import argparse, sys
 from pathlib import Path
 
@@ -60,4 +61,4 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
 
 # %% ../../nbs/23_cli_predict.ipynb #bd93b711
 #| eval: false
-if __name__ == '__main__': main()
+if __name__ == '__main__' and not IN_IPYTHON: main()   # a script, not a notebook kernel

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/20_cli_train.ipynb #6a9ccb3d
 from __future__ import annotations
+from fastcore.imports import IN_IPYTHON
 import argparse, dataclasses, sys, time
 from pathlib import Path
 
@@ -84,4 +85,4 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
 
 # %% ../../nbs/20_cli_train.ipynb #ae5a1200
 #| eval: false
-if __name__ == '__main__': main()
+if __name__ == '__main__' and not IN_IPYTHON: main()   # a script, not a notebook kernel
