@@ -215,7 +215,10 @@ class Objective:
         out = trial_dir(self.job, trial.number)
         try:
             report_, res = run_config(cfg, self.splits, self.backbone, None, on_eval=report, extra=extra, max_batch=self.job.max_batch)
-        except optuna.TrialPruned: raise
+        except optuna.TrialPruned:                                    # a short report: how far it got and why it stopped
+            atomic_write_json(out/'evaluation_report.json', {**extra, 'state': 'PRUNED', 'pruned_at': trial.user_attrs.get('pruned_at'),
+                                                             'hyperparameters': dataclasses.asdict(cfg), 'derived': cfg.derived()})
+            raise
         except Exception as e:
             if 'out of memory' not in str(e).lower(): raise
             trial.set_user_attr('prune_reason', f'out of memory: {str(e).splitlines()[0][:200]}')
