@@ -49,7 +49,7 @@ def test_columns_and_rows(corpus_1000):
     assert symptoms <= set(DSM5_CRITERIA) | {SPECIAL_CASE} and set(DSM5_CRITERIA) <= symptoms
     assert "LEEP_ISSUES" not in symptoms  # the released file's typo only on request
     assert {a[4] for a in anns} == {"0", "1"}
-    for pid, sid, sentence, sym, status, why in anns:
+    for pid, sid, sentence, _sym, _status, why in anns:
         assert sid.startswith(pid + "_") and sentence in text[pid] and why
     negations = [a for a in anns if a[4] == "0"]
     assert len(negations) > 150 and all(a[3] in DSM5_CRITERIA for a in negations)
