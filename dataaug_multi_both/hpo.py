@@ -366,6 +366,7 @@ def run_stage(job:SearchJob # the stage's settings
              ) -> dict:
     "Run (or resume) a stage to its target trial count; return a summary."
     set_offline()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)             # the progress bar and summary say what happened
     writable_dir(Path(job.experiments_dir)/job.study_name, 'experiments directory')
     from dataaug_multi_both.model import resolve_backbone
     resolve_backbone(job.backbone)                                   # fail fast on a bad --model
