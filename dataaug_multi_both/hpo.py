@@ -387,6 +387,7 @@ def run_stage(job:SearchJob # the stage's settings
             for p in procs: p.join()
             codes = [p.exitcode for p in procs]
             if any(c == 2 for c in codes): raise UserError('a worker stopped on bad input (see its message above)')
+            if any(codes): raise UserError(f'worker exit codes {codes}: a worker died (see above); run the same command again to resume')
     counts = state_counts(study)
     summary = {'study': job.study_name, 'stage': job.stage, 'storage': redact_url(job.storage), 'target': job.n_trials,
                'ran_now': counted_trials(study) - before, 'seconds': round(time.time() - t0, 1), 'counts': counts,
@@ -400,9 +401,13 @@ def _follow(job, study, procs, before):
     "Show a progress bar over trials while workers run (in this process when `procs` is None)."
     from tqdm.auto import tqdm
     bar = tqdm(total=job.n_trials, initial=before, desc=job.study_name, unit='trial', disable=not job.progress)
-    if procs is None:
+    errors: list = []
+    if procs is None:                                                 # one worker in a thread; its error is re-raised here
         import threading
-        th = threading.Thread(target=run_worker, args=(job,), daemon=True); th.start()
+        def work():
+            try: run_worker(job)
+            except BaseException as e: errors.append(e)
+        th = threading.Thread(target=work, daemon=True); th.start()
         alive = th.is_alive
     else: alive = lambda: any(p.is_alive() for p in procs)
     while alive():
@@ -410,3 +415,4 @@ def _follow(job, study, procs, before):
         c = state_counts(study)
         bar.n = min(job.n_trials, c['COMPLETE'] + c['PRUNED'] + c['FAIL']); bar.set_postfix(c, refresh=True)
     bar.close()
+    if errors: raise errors[0]
