@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 # %% auto #0
-__all__ = ['resolve_backbone', 'load_tokenizer', 'encoder_depth', 'DSMClassifier', 'build_model', 'layer_groups',
-           'save_classifier', 'load_classifier']
+__all__ = ['resolve_backbone', 'load_tokenizer', 'encoder_depth', 'DSMClassifier', 'build_model', 'layer_groups', 'frozen_depth',
+           'encode_bottom', 'classify_from', 'save_classifier', 'load_classifier']
 
 # %% ../nbs/06_model.ipynb #27c6d7b7
 set_offline()
@@ -200,6 +200,49 @@ def layer_groups(model:DSMClassifier # a model from `build_model` or `load_class
         else: groups[-1].append(p)
     groups.append([p for p in model.head.parameters() if p.requires_grad])
     return [g for g in groups if g]
+
+# %% ../nbs/06_model.ipynb #d1a178cf
+def frozen_depth(model:DSMClassifier # a model from `build_model`
+                ) -> int:
+    "Bottom encoder layers that are frozen together with the embeddings (0 when the embeddings train)."
+    if any(p.requires_grad for p in _embedding_params(model.encoder)): return 0
+    n = 0
+    for layer in _layer_list(model.encoder)[1]:
+        if any(p.requires_grad for p in layer.parameters()): break
+        n += 1
+    return n
+
+def _layer_mask(enc:PreTrainedModel, h:torch.Tensor, mask:torch.Tensor):
+    "The attention mask a layer of `enc` takes, as the encoder itself builds it."
+    from transformers.masking_utils import create_bidirectional_mask
+    return create_bidirectional_mask(config=enc.config, inputs_embeds=h, attention_mask=mask)
+
+@torch.no_grad()
+def encode_bottom(model:DSMClassifier, # a model from `build_model`
+                  input_ids:torch.Tensor, # [B, T] token ids
+                  attention_mask:torch.Tensor, # [B, T] 1 for real tokens
+                  n:int # run the embeddings and this many bottom layers
+                 ) -> torch.Tensor: # [B, T, hidden]
+    "Hidden states after the embeddings and the bottom `n` layers, without dropout or gradients."
+    enc = model.encoder
+    was = enc.training; enc.eval()
+    h = enc.embeddings(input_ids=input_ids)
+    m = _layer_mask(enc, h, attention_mask)
+    for layer in list(_layer_list(enc)[1])[:n]: h = layer(h, m)
+    enc.train(was)
+    return h
+
+def classify_from(model:DSMClassifier, # a model from `build_model`
+                  hidden:torch.Tensor, # [B, T, hidden] output of `encode_bottom(..., start)`
+                  attention_mask:torch.Tensor, # [B, T] 1 for real tokens
+                  start:int # the layer `hidden` enters (the frozen depth)
+                 ) -> torch.Tensor: # [B, num_labels] float32 logits
+    "Logits from the layers above `start`, pooling and head, given the bottom's output."
+    enc = model.encoder
+    m = _layer_mask(enc, hidden, attention_mask)
+    h = hidden
+    for layer in list(_layer_list(enc)[1])[start:]: h = layer(h, m)
+    return model.head(_pool(h, attention_mask, model.pooling)).float()
 
 # %% ../nbs/06_model.ipynb #ff75b4d9
 _FILES = ('classifier.json', 'head.safetensors', 'encoder/config.json', 'encoder/tokenizer_config.json')

@@ -15,13 +15,14 @@ from torch import nn
 from .config import TrainConfig, validate
 from .data import Corpus, Splits
 from .augment import augment_texts
-from .model import DSMClassifier, build_model, layer_groups, load_tokenizer
+from .model import DSMClassifier, build_model, classify_from, encode_bottom, frozen_depth, layer_groups, load_tokenizer
 from .losses import make_loss
 from .amp import Precision, autocast, make_grad_scaler, resolve_precision
 
 # %% auto #0
-__all__ = ['seed_everything', 'special_tokens', 'encode_texts', 'make_batches', 'collate', 'make_optimizer', 'make_scheduler',
-           'predict_probs', 'EvalPoint', 'TrainResult', 'subsample', 'train']
+__all__ = ['FROZEN_CACHE_POSTS', 'seed_everything', 'special_tokens', 'encode_texts', 'make_batches', 'collate', 'make_optimizer',
+           'make_scheduler', 'FrozenFeatures', 'frozen_features', 'predict_probs', 'EvalPoint', 'TrainResult',
+           'subsample', 'train']
 
 # %% ../nbs/09_trainer.ipynb #707fcb21
 def seed_everything(seed:int # one seed for python, numpy and torch
@@ -119,6 +120,45 @@ def make_scheduler(cfg:TrainConfig, # scheduler type, warmup ratio and cycle len
         return get_cosine_with_hard_restarts_schedule_with_warmup(optimizer, warmup, total_steps, num_cycles=cfg.cycle_length)
     return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
+# %% ../nbs/09_trainer.ipynb #a24ff687
+_FROZEN_CACHE: dict = {}
+FROZEN_CACHE_POSTS = 50_000                                           # posts kept per (backbone, depth); beyond it the store starts afresh
+
+@dataclass
+class FrozenFeatures:
+    "The frozen bottom's output for each post of a list, ready to batch."
+    start: int                   # the layer these states enter (the frozen depth)
+    hidden: list                 # one [tokens, hidden] tensor per post
+
+    def collate(self, batch:np.ndarray, # the posts of this batch
+                length:int # padded length (as `collate` gave the token ids)
+               ) -> torch.Tensor:
+        "[B, length, hidden] zero-padded states of the batch's posts."
+        h = self.hidden[int(batch[0])]
+        out = h.new_zeros((len(batch), length, h.shape[-1]))
+        for r, i in enumerate(batch): out[r, :len(self.hidden[i])] = self.hidden[i]
+        return out
+
+def frozen_features(model:DSMClassifier, # a model whose bottom is frozen (`frozen_depth(model) > 0`)
+                    ids:list[list[int]], # token ids of the posts
+                    pad_id:int, # padding id
+                    key:tuple, # what makes the frozen weights unique (backbone, and its seed for a random one)
+                    device:str='cpu', # where the model lives
+                    batch_size:int=64 # posts per forward pass
+                   ) -> FrozenFeatures:
+    "The frozen bottom's output for the posts `ids`; each post's is computed once per process."
+    start = frozen_depth(model)
+    store = _FROZEN_CACHE.setdefault((key, start, device), {})
+    todo = list(dict.fromkeys(tuple(x) for x in ids if tuple(x) not in store))
+    if len(store) + len(todo) > FROZEN_CACHE_POSTS: store.clear(); todo = list(dict.fromkeys(tuple(x) for x in ids))
+    todo.sort(key=len)
+    for b in range(0, len(todo), batch_size):
+        chunk = [list(t) for t in todo[b:b + batch_size]]
+        x, m = collate(chunk, np.arange(len(chunk)), pad_id)
+        h = encode_bottom(model, x.to(device), m.to(device), start)
+        for r, t in enumerate(todo[b:b + batch_size]): store[t] = h[r, :len(t)].clone()
+    return FrozenFeatures(start, [store[tuple(x)] for x in ids])
+
 # %% ../nbs/09_trainer.ipynb #f9e81752
 @torch.no_grad()
 def predict_probs(model:DSMClassifier, # a classifier returning logits
@@ -126,7 +166,8 @@ def predict_probs(model:DSMClassifier, # a classifier returning logits
                   pad_id:int, # padding id
                   device:str='cpu', # where the model lives
                   precision:Precision|None=None, # autocast settings (None = fp32)
-                  batch_size:int=64 # posts per forward pass
+                  batch_size:int=64, # posts per forward pass
+                  frozen:FrozenFeatures|None=None # cached output of the frozen bottom for these posts (None: run it)
                  ) -> np.ndarray:
     "[N, L] probabilities for the posts."
     was_training = model.training; model.eval()
@@ -136,7 +177,8 @@ def predict_probs(model:DSMClassifier, # a classifier returning logits
         batch = order[b:b + batch_size]
         x, m = collate(ids, batch, pad_id)
         with autocast(precision):
-            logits = model(x.to(device), m.to(device))
+            if frozen is None: logits = model(x.to(device), m.to(device))
+            else: logits = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start)
         out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
     model.train(was_training)
     return out
@@ -168,6 +210,7 @@ class TrainResult:
     samples_seen: int = 0
     train_seconds: float = 0.0                   # time in forward/backward/step, evaluation excluded
     eval_seconds: float = 0.0
+    frozen_seconds: float = 0.0                  # time running the frozen bottom for the cache (0 when it was cached)
 
 def subsample(corpus:Corpus, # training posts
               fraction:float, # share to keep, in (0, 1]
@@ -186,7 +229,8 @@ def train(cfg:TrainConfig, # every knob of the run
           device:str|None=None, # 'cpu' or 'cuda' (default: cuda when available)
           max_batch:int|None=None, # hardware cap on posts per forward pass; accumulation makes up the rest
           predict_test:bool=True, # also return test probabilities at the end
-          progress:bool=False # show a progress bar over optimiser steps
+          progress:bool=False, # show a progress bar over optimiser steps
+          cache_frozen:bool=True # run the frozen bottom once per post (not per step) when no post is augmented
          ) -> TrainResult:
     "Fine-tune `backbone` on `splits.train` with `cfg`, evaluating on `splits.val` as it goes."
     validate(cfg)
@@ -208,6 +252,12 @@ def train(cfg:TrainConfig, # every knob of the run
     model = build_model(cfg, backbone, num_labels=len(splits.train.label_names)).to(device)
     loss_fn = make_loss(cfg, train_set.label_counts(), len(train_set))
     optimizer = make_optimizer(cfg, model)
+    # the frozen bottom's output, computed once per process, when posts are the same every epoch
+    augmented = cfg.augmentation_method != 'none' and cfg.augmentation_prob > 0
+    cache = cache_frozen and not augmented and frozen_depth(model) > 0
+    key = (backbone, cfg.seed if backbone == 'tiny' else None)        # a random 'tiny' bottom depends on the seed
+    t_frozen = time.perf_counter()
+    frozen_val = frozen_features(model, val_ids, pad_id, key, device) if cache else None
     micro_per_epoch = math.ceil(len(train_set) / batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / grad_accum)
     n_epochs = math.ceil(cfg.epochs)
@@ -222,6 +272,7 @@ def train(cfg:TrainConfig, # every knob of the run
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=total_steps, desc='train', unit='step', leave=False)
+    res.frozen_seconds = time.perf_counter() - t_frozen
     model.train()
     eval_index, loss_sum, loss_n, step = 0, 0.0, 0, 0
     try:
@@ -229,6 +280,9 @@ def train(cfg:TrainConfig, # every knob of the run
             texts = augment_texts(train_set.texts, cfg.augmentation_method, cfg.augmentation_prob, seed=cfg.seed,
                                   eda_delete_prob=cfg.eda_delete_prob, eda_swap_prob=cfg.eda_swap_prob, epoch=epoch)
             train_ids = encode_texts(tokenizer, texts, cfg.max_seq_length, cfg.truncation_side)
+            t_frozen = time.perf_counter()
+            frozen = frozen_features(model, train_ids, pad_id, key, device) if cache else None
+            res.frozen_seconds += time.perf_counter() - t_frozen
             batches = make_batches([len(x) for x in train_ids], batch_size, rng, cfg.group_by_length)
             # the last epoch may be partial (epochs=2.5); evaluation points are spread evenly over what runs
             share = min(1.0, cfg.epochs - epoch)
@@ -240,7 +294,8 @@ def train(cfg:TrainConfig, # every knob of the run
                 window = min(grad_accum, len(batches) - (i // grad_accum) * grad_accum)  # posts' share of this step
                 x, m = collate(train_ids, batch, pad_id, cfg.pad_to_multiple_of)
                 with autocast(precision):
-                    logits = model(x.to(device), m.to(device))
+                    if frozen is None: logits = model(x.to(device), m.to(device))
+                    else: logits = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start)  # top layers only
                 loss = loss_fn(logits.float(), y_train[batch].to(device))
                 if not torch.isfinite(loss):
                     res.stopped = (f'non-finite loss ({loss.item()}) at epoch {epoch + i / len(batches):.2f}: '
@@ -260,7 +315,7 @@ def train(cfg:TrainConfig, # every knob of the run
                 if i in eval_at:
                     t1 = time.perf_counter()
                     eval_index += 1
-                    probs = predict_probs(model, val_ids, pad_id, device, precision)
+                    probs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val)
                     res.val_probs = probs
                     point = EvalPoint(eval_index, round(epoch + (i + 1) / len(batches) * share, 4), step, probs,
                                       loss_sum / max(loss_n, 1))
@@ -274,8 +329,9 @@ def train(cfg:TrainConfig, # every knob of the run
         if bar: bar.close()
     res.steps = step
     if res.stopped is None and res.val_probs is None:
-        res.val_probs = predict_probs(model, val_ids, pad_id, device, precision)
+        res.val_probs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val)
     if predict_test and res.stopped is None:
         test_ids = encode_texts(tokenizer, splits.test.texts, cfg.max_seq_length, cfg.truncation_side)
-        res.test_probs = predict_probs(model, test_ids, pad_id, device, precision)
+        frozen_test = frozen_features(model, test_ids, pad_id, key, device) if cache else None
+        res.test_probs = predict_probs(model, test_ids, pad_id, device, precision, frozen=frozen_test)
     return res
