@@ -17,13 +17,13 @@ __all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'DEMO_TIME_BUDGET', 'RESERVE', 
            'plan_demo', 'run_stage_within', 'run_demo', 'demo_lines']
 
 # %% ../nbs/24_demo_job.ipynb #a450a723
-DEMO_BASE = dict(freeze_n_layers=5, learning_rate=3e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
+DEMO_BASE = dict(freeze_n_layers=3, learning_rate=2e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
                  optimizer='adamw', loss_type='weighted_bce', pooling='mean', warmup_ratio=0.1, augmentation_method='none',
                  augmentation_prob=0.0, precision='auto')
 
-DEMO_PRIORS = (                                                       # each measured on the demo split (see the README's table)
-    dict(freeze_n_layers=4, learning_rate=2e-4),
-    dict(freeze_n_layers=5, learning_rate=6e-4, lr_scheduler_type='cosine'),
+DEMO_PRIORS = (                                                       # run right after the default in Stage 1
+    dict(freeze_n_layers=2, learning_rate=1e-4),
+    dict(freeze_n_layers=4, learning_rate=4e-4),
 )
 
 def demo_space() -> SearchSpace:
@@ -32,7 +32,7 @@ def demo_space() -> SearchSpace:
     for k in (FloatKnob('learning_rate', 5e-5, 1e-3, log=True),
               CatKnob('optimizer', ('adamw', 'adam')),
               CatKnob('batch_accum', ('16x1', '8x2', '32x1')),
-              CatKnob('freeze_n_layers', (4, 5)),
+              CatKnob('freeze_n_layers', (2, 3, 4)),
               CatKnob('reinit_last_n_layers', (0,)),
               CatKnob('loss_type', ('weighted_bce', 'bce', 'hybrid_weighted_bce_focal')),
               CatKnob('augmentation_method', ('none',)),
@@ -111,7 +111,8 @@ def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trial
                      deadline:float, # `time.time()` after which no trial starts
                      estimate:float=0.0, # seconds one trial is expected to take before any has run
                      log:Callable[[str], None]|None=None, # gets one line per trial
-                     reserve:Callable[[], float]|None=None # seconds to keep free after the stage, asked before each trial
+                     reserve:Callable[[], float]|None=None, # seconds to keep free after the stage, asked before each trial
+                     min_trials:int=1 # trials the stage holds in the end whatever the clock says (Stage 2 narrows from >= 3)
                     ) -> dict:
     "Run `job`'s stage trial by trial while the next one is expected to end before `deadline`; return `run_stage`'s summary."
     from dataaug_multi_both.hpo import counted_trials, prepare_study, run_stage
@@ -120,7 +121,8 @@ def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trial
     s = None
     while counted_trials(study) < job.n_trials:
         need = max(took) if took else estimate                       # the longest trial so far: an unpruned one
-        if s is not None and time.time() + need + (reserve() if reserve else 0.0) > deadline: break
+        late = time.time() + need + (reserve() if reserve else 0.0) > deadline
+        if late and counted_trials(study) >= min_trials: break
         ti, before = time.time(), counted_trials(study)
         s = run_stage(dataclasses.replace(job, n_trials=min(job.n_trials, before + job.jobs)))
         took.append((time.time() - ti) / max(1, counted_trials(study) - before) * job.jobs)
@@ -144,6 +146,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
              jobs:int=1, # worker processes per stage
              stage1_study:str='stage1_broad', # Stage 1 study name
              stage2_study:str='stage2_exploit', # Stage 2 study name
+             data_dir:str|None=None, # ReDSM5 directory (None: the generated demo corpus)
              log:Callable[[str], None]|None=print, # gets each progress line (None: quiet)
              base:dict|None=None # override DEMO_BASE (tests use a tiny configuration)
             ) -> dict:
@@ -159,13 +162,13 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     say = log or (lambda s: None)
     t0 = time.time(); deadline = t0 + time_budget
     base = {**DEMO_BASE, **(base or {})}
-    bb, splits = resolve_backbone(model), load_splits(None, 0)
+    bb, splits = resolve_backbone(model), load_splits(data_dir, 0)
     speed = calibrate(base, splits, bb)
     plan = plan_demo(speed, deadline - time.time() - RESERVE, seeds=seeds)
     say(f'calibrated in {speed.calibration_seconds:.0f}s: {1 / speed.post_seconds:.1f} training posts/s, {speed.eval_seconds:.1f}s per '
         f'validation pass; plan: Stage 1 {plan.stage1_trials} x {plan.stage1_epochs:g} epoch, Stage 2 {plan.stage2_trials} x '
         f'{plan.stage2_epochs:g} epochs, export {plan.seeds} seeds (predicted {plan.seconds})')
-    common = dict(storage=storage, backbone=model, experiments_dir=str(experiments_dir), jobs=jobs,
+    common = dict(storage=storage, backbone=model, experiments_dir=str(experiments_dir), jobs=jobs, data_dir=data_dir,
                   max_seq_lengths=(base['max_seq_length'],), progress=False)
     # Stage 1: the demo space, the default first, then the priors; successive halving prunes at every half epoch
     j1 = SearchJob(stage=1, study_name=stage1_study, n_trials=plan.stage1_trials, min_resource=1, reduction_factor=2,
@@ -178,7 +181,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
             study.enqueue_trial(config_params(config_from_dict(cfg), space),
                                 user_attrs={'enqueued': 'default configuration' if cfg is base else 'prior'})
     s1 = run_stage_within(j1, deadline - RESERVE - plan.seconds['stage2'] - plan.seconds['export'],
-                          speed.trial(plan.stage1_epochs, plan.evals_per_epoch), log=say)
+                          speed.trial(plan.stage1_epochs, plan.evals_per_epoch), log=say, min_trials=1 + len(DEMO_PRIORS))
     say(_stage_line(s1))
     # Stage 2: the space narrowed from Stage 1, its best configurations first, full length
     j2 = SearchJob(stage=2, study_name=stage2_study, stage1_study=stage1_study, n_trials=plan.stage2_trials, top_k=6, enqueue=2,
