@@ -332,6 +332,8 @@ def train(cfg:TrainConfig, # every knob of the run
         res.val_probs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val)
     if predict_test and res.stopped is None:
         test_ids = encode_texts(tokenizer, splits.test.texts, cfg.max_seq_length, cfg.truncation_side)
+        t_frozen = time.perf_counter()
         frozen_test = frozen_features(model, test_ids, pad_id, key, device) if cache else None
+        res.frozen_seconds += time.perf_counter() - t_frozen
         res.test_probs = predict_probs(model, test_ids, pad_id, device, precision, frozen=frozen_test)
     return res
