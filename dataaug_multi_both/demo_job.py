@@ -13,8 +13,8 @@ from .config import TrainConfig, config_from_dict
 from .space import CatKnob, FloatKnob, SearchSpace, base_space
 
 # %% auto #0
-__all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'DEMO_TIME_BUDGET', 'RESERVE', 'demo_space', 'Speed', 'calibrate', 'DemoPlan',
-           'plan_demo', 'run_stage_within', 'run_demo', 'demo_lines']
+__all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'PRUNED_COST', 'DEMO_TIME_BUDGET', 'RESERVE', 'demo_space', 'Speed', 'calibrate',
+           'DemoPlan', 'plan_demo', 'run_stage_within', 'run_demo', 'demo_lines']
 
 # %% ../nbs/24_demo_job.ipynb #a450a723
 DEMO_BASE = dict(freeze_n_layers=3, learning_rate=2e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
@@ -50,15 +50,16 @@ class Speed:
     n_train: int                 # training posts per epoch
     calibration_seconds: float = 0.0  # what measuring cost (frozen cache included)
 
-    def epoch(self, evals:int) -> float:
-        "Seconds of one epoch with `evals` validation passes."
-        return self.n_train * self.post_seconds + evals * self.eval_seconds
+    def epoch(self, evals:int, share:float=1.0) -> float:
+        "Seconds of one epoch over `share` of the posts with `evals` validation passes."
+        return share * self.n_train * self.post_seconds + evals * self.eval_seconds
 
     def trial(self, epochs:float, # epochs of the trial
-              evals:int # validation passes per epoch
+              evals:int, # validation passes per epoch
+              share:float=1.0 # data_fraction of the trial
              ) -> float:
         "Seconds of one unpruned trial."
-        return self.fixed_seconds + epochs * self.epoch(evals)
+        return self.fixed_seconds + epochs * self.epoch(evals, share)
 
 def calibrate(base:dict, # the configuration to time (DEMO_BASE)
               splits, # `run.load_splits` output
@@ -81,29 +82,32 @@ class DemoPlan:
     "How the demo spends its budget."
     stage1_trials: int           # Stage 1 target (the default and the priors first)
     stage1_epochs: float         # epochs per Stage 1 trial
+    stage1_fraction: float       # share of the training posts per Stage 1 trial
     stage2_trials: int           # Stage 2 target (Stage 1's best first)
     stage2_epochs: float         # epochs per Stage 2 trial and per export seed
     seeds: int                   # export seeds
     evals_per_epoch: int         # validation passes per epoch (Stage 1 prunes on them)
     seconds: dict = field(default_factory=dict)  # predicted seconds of each part
 
-SHARES = {'stage1': 0.30, 'stage2': 0.30, 'export': 0.40}            # of the budget left after calibration and reserve
+SHARES = {'stage1': 0.25, 'stage2': 0.35, 'export': 0.40}            # of the budget left after calibration and reserve
+PRUNED_COST = 0.7                                                     # a Stage 1 trial costs ~70 % of an unpruned one
 
 def plan_demo(speed:Speed, # this machine's measured speed
               seconds:float, # budget left for the three parts (calibration and reserve already taken off)
               seeds:int=2, # export seeds (at least 2: a spread needs two)
-              max_epochs:int=6, # longest full trial
-              evals:int=2 # validation passes per epoch
+              max_epochs:float=6, # longest full trial
+              evals:int=2 # validation passes per Stage 1 epoch
              ) -> DemoPlan:
-    "Trial counts and lengths that fit `seconds` at `speed`."
-    e2 = max_epochs
-    while e2 > 1 and (seeds * speed.trial(e2, 1) > SHARES['export'] * seconds or 2 * speed.trial(e2, evals) > SHARES['stage2'] * seconds):
-        e2 -= 1
-    e1 = 1.0
-    n2 = max(2, int(SHARES['stage2'] * seconds // speed.trial(e2, evals)))
-    n1 = max(len(DEMO_PRIORS) + 2, int(SHARES['stage1'] * seconds // (0.7 * speed.trial(e1, evals))))  # ~30 % saved by pruning
-    return DemoPlan(n1, e1, n2, float(e2), seeds, evals,
-                    {'stage1': round(0.7 * n1 * speed.trial(e1, evals)), 'stage2': round(n2 * speed.trial(e2, evals)),
+    "Trial counts, lengths and Stage 1's share of posts that fit `seconds` at `speed`."
+    e2 = float(max_epochs)
+    while e2 > 0.5 and seeds * speed.trial(e2, 1) > SHARES['export'] * seconds: e2 -= 0.5
+    n2 = max(2, int(SHARES['stage2'] * seconds // speed.trial(e2, 1)))
+    n1_min = len(DEMO_PRIORS) + 2                                     # the default, the priors, one sampled
+    one = (SHARES['stage1'] * seconds / n1_min / PRUNED_COST - speed.fixed_seconds) / speed.epoch(evals)
+    f1 = min(1.0, max(0.2, math.floor(one * 10) / 10))
+    n1 = max(n1_min, int(SHARES['stage1'] * seconds // (PRUNED_COST * speed.trial(1.0, evals, f1))))
+    return DemoPlan(n1, 1.0, f1, n2, e2, seeds, evals,
+                    {'stage1': round(PRUNED_COST * n1 * speed.trial(1.0, evals, f1)), 'stage2': round(n2 * speed.trial(e2, 1)),
                      'export': round(seeds * speed.trial(e2, 1))})
 
 # %% ../nbs/24_demo_job.ipynb #a7a0e325
@@ -166,13 +170,14 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     speed = calibrate(base, splits, bb)
     plan = plan_demo(speed, deadline - time.time() - RESERVE, seeds=seeds)
     say(f'calibrated in {speed.calibration_seconds:.0f}s: {1 / speed.post_seconds:.1f} training posts/s, {speed.eval_seconds:.1f}s per '
-        f'validation pass; plan: Stage 1 {plan.stage1_trials} x {plan.stage1_epochs:g} epoch, Stage 2 {plan.stage2_trials} x '
+        f'validation pass; plan: Stage 1 {plan.stage1_trials} x {plan.stage1_epochs:g} epoch on {plan.stage1_fraction:.0%} of the posts, Stage 2 {plan.stage2_trials} x '
         f'{plan.stage2_epochs:g} epochs, export {plan.seeds} seeds (predicted {plan.seconds})')
     common = dict(storage=storage, backbone=model, experiments_dir=str(experiments_dir), jobs=jobs, data_dir=data_dir,
                   max_seq_lengths=(base['max_seq_length'],), progress=False)
     # Stage 1: the demo space, the default first, then the priors; successive halving prunes at every half epoch
     j1 = SearchJob(stage=1, study_name=stage1_study, n_trials=plan.stage1_trials, min_resource=1, reduction_factor=2,
-                   base={**base, 'epochs': plan.stage1_epochs, 'evals_per_epoch': plan.evals_per_epoch, 'data_fraction': 1.0}, **common)
+                   base={**base, 'epochs': plan.stage1_epochs, 'evals_per_epoch': plan.evals_per_epoch, 'data_fraction': plan.stage1_fraction},
+                   **common)
     study = open_study(j1)
     if not study.trials:
         space = demo_space()
@@ -181,7 +186,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
             study.enqueue_trial(config_params(config_from_dict(cfg), space),
                                 user_attrs={'enqueued': 'default configuration' if cfg is base else 'prior'})
     s1 = run_stage_within(j1, deadline - RESERVE - plan.seconds['stage2'] - plan.seconds['export'],
-                          speed.trial(plan.stage1_epochs, plan.evals_per_epoch), log=say, min_trials=1 + len(DEMO_PRIORS))
+                          speed.trial(plan.stage1_epochs, plan.evals_per_epoch, plan.stage1_fraction), log=say, min_trials=1 + len(DEMO_PRIORS))
     say(_stage_line(s1))
     # Stage 2: the space narrowed from Stage 1, its best configurations first, full length
     j2 = SearchJob(stage=2, study_name=stage2_study, stage1_study=stage1_study, n_trials=plan.stage2_trials, top_k=6, enqueue=2,
