@@ -35,8 +35,9 @@ def main():
     for r in range(a.runs):
         d = tempfile.mkdtemp(prefix="demo_budget_")
         load0, t = os.getloadavg()[0], time.time()
-        proc = subprocess.run([sys.executable, "-c", CHILD, f"sqlite:///{d}/optuna.db", d, str(a.time_budget), a.model],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, f"sqlite:///{d}/optuna.db", d, str(a.time_budget), a.model], capture_output=True, text=True
+        )
         wall = time.time() - t
         print(proc.stdout, end="")
         if proc.returncode:
@@ -44,15 +45,20 @@ def main():
             continue
         res = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
         rows.append({**res, "wall": wall})
-        print(f"run {r + 1}: {wall:.0f}s wall (budget {a.time_budget:.0f}s; load {load0:.1f} -> {os.getloadavg()[0]:.1f}), "
-              f"test macro-F1 {res['test_mean']:.4f} ± {res['test_std']:.4f}, floor {res['floor']:.4f}, "
-              f"lift {res['test_mean'] - res['floor']:+.4f}", flush=True)
+        print(
+            f"run {r + 1}: {wall:.0f}s wall (budget {a.time_budget:.0f}s; load {load0:.1f} -> {os.getloadavg()[0]:.1f}), "
+            f"test macro-F1 {res['test_mean']:.4f} ± {res['test_std']:.4f}, floor {res['floor']:.4f}, "
+            f"lift {res['test_mean'] - res['floor']:+.4f}",
+            flush=True,
+        )
     if rows:
         import numpy as np
 
-        print(f"\n{len(rows)} run(s): wall {np.mean([r['wall'] for r in rows]):.0f}s (max {max(r['wall'] for r in rows):.0f}s), "
-              f"test macro-F1 {np.mean([r['test_mean'] for r in rows]):.4f} (runs: {', '.join('%.4f' % r['test_mean'] for r in rows)}), "
-              f"lift {np.mean([r['test_mean'] - r['floor'] for r in rows]):+.4f}")
+        print(
+            f"\n{len(rows)} run(s): wall {np.mean([r['wall'] for r in rows]):.0f}s (max {max(r['wall'] for r in rows):.0f}s), "
+            f"test macro-F1 {np.mean([r['test_mean'] for r in rows]):.4f} (runs: {', '.join(format(r['test_mean'], '.4f') for r in rows)}), "
+            f"lift {np.mean([r['test_mean'] - r['floor'] for r in rows]):+.4f}"
+        )
 
 
 if __name__ == "__main__":

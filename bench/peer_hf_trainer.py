@@ -68,14 +68,32 @@ def peer(cfg, splits):
         return [{"input_ids": x, "attention_mask": [1] * len(x), "labels": y.tolist()} for x, y in zip(ids, c.labels)]
 
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=64,
-        num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=64,
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
         warmup_steps=int(cfg.warmup_ratio * np.ceil(len(splits.train) / cfg.batch_size) * cfg.epochs),
-        lr_scheduler_type="linear", max_grad_norm=cfg.gradient_clip_val, eval_strategy="no", save_strategy="no",
-        logging_strategy="no", report_to=[], use_cpu=True, seed=cfg.seed, dataloader_num_workers=0,
-        disable_tqdm=True, bf16=False, fp16=False)
-    trainer = Trainer(model=model, args=args, train_dataset=rows(splits.train),
-                      data_collator=DataCollatorWithPadding(tok, pad_to_multiple_of=cfg.pad_to_multiple_of))
+        lr_scheduler_type="linear",
+        max_grad_norm=cfg.gradient_clip_val,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        bf16=False,
+        fp16=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=rows(splits.train),
+        data_collator=DataCollatorWithPadding(tok, pad_to_multiple_of=cfg.pad_to_multiple_of),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train()
@@ -94,26 +112,48 @@ def main():
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--rounds", type=int, default=2)
     a = p.parse_args()
+    try:
+        import accelerate  # noqa: F401  -- transformers.Trainer needs it on PyTorch
+    except ImportError:
+        raise SystemExit(
+            "error: transformers.Trainer needs accelerate>=1.1.0, which this environment lacks: "
+            "pip install 'accelerate>=1.1.0' (bench only; the project does not need it)"
+        ) from None
     set_offline()
     splits = load_splits(None, 0)
-    knobs = dict(max_layers=a.layers, epochs=a.epochs, max_seq_length=a.seq, batch_size=a.batch, learning_rate=a.lr,
-                 precision="fp32", evals_per_epoch=1, seed=42)
+    knobs = dict(
+        max_layers=a.layers,
+        epochs=a.epochs,
+        max_seq_length=a.seq,
+        batch_size=a.batch,
+        learning_rate=a.lr,
+        precision="fp32",
+        evals_per_epoch=1,
+        seed=42,
+    )
     equal = config_from_dict({**knobs, "head_lr_scale": 1.0, "loss_type": "bce"})
     defaults = config_from_dict(knobs)
-    print(f"{a.layers}-layer MiniLM, {a.epochs:g} epoch(s), seq {a.seq}, batch {a.batch}, lr {a.lr:g}, fp32, "
-          f"{len(splits.train)} training posts, {torch.get_num_threads()} threads")
+    print(
+        f"{a.layers}-layer MiniLM, {a.epochs:g} epoch(s), seq {a.seq}, batch {a.batch}, lr {a.lr:g}, fp32, "
+        f"{len(splits.train)} training posts, {torch.get_num_threads()} threads"
+    )
     walls: dict = {"project (equal)": [], "HF Trainer": [], "project (defaults)": []}
     f1s: dict = {k: [] for k in walls}
     for r in range(a.rounds):
-        for name, fn in (("project (equal)", lambda: project(equal, splits, tuned=False)), ("HF Trainer", lambda: peer(equal, splits)),
-                         ("project (defaults)", lambda: project(defaults, splits, tuned=True))):
+        for name, fn in (
+            ("project (equal)", lambda: project(equal, splits, tuned=False)),
+            ("HF Trainer", lambda: peer(equal, splits)),
+            ("project (defaults)", lambda: project(defaults, splits, tuned=True)),
+        ):
             w, f = fn()
             walls[name].append(w)
             f1s[name].append(f)
             print(f"round {r + 1} {name:<19} {w:6.1f}s  test macro-F1 {f:.4f}  (load {os.getloadavg()[0]:.1f})", flush=True)
     ratios = [p / h for p, h in zip(walls["project (equal)"], walls["HF Trainer"])]
-    print(f"\nwall ratio project / HF Trainer at equal configuration, per round: {', '.join(f'{x:.2f}' for x in ratios)} "
-          f"(median {np.median(ratios):.2f}; goal <= 1.0)")
+    print(
+        f"\nwall ratio project / HF Trainer at equal configuration, per round: {', '.join(f'{x:.2f}' for x in ratios)} "
+        f"(median {np.median(ratios):.2f}; goal <= 1.0)"
+    )
     for k in walls:
         print(f"{k:<19} median wall {np.median(walls[k]):6.1f}s  test macro-F1 mean {np.mean(f1s[k]):.4f}")
 

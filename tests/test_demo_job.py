@@ -1,4 +1,5 @@
 """The budgeted demo job: a calibrated plan, both stages, the export over two seeds, the closing lines, within its budget."""
+
 import time
 
 from dataaug_multi_both.demo_job import Speed, plan_demo, run_demo, run_stage_within
@@ -10,8 +11,9 @@ TINY = {"freeze_n_layers": 1, "max_seq_length": 64, "head_hidden_dim": 32, "lear
 def test_demo_fits_its_budget_and_prints_floor_and_lift(demo_dir, tmp_path):
     lines = []
     t = time.time()
-    out = run_demo(f"sqlite:///{tmp_path}/o.db", tmp_path, time_budget=45, model="tiny", data_dir=str(demo_dir),
-                   log=lines.append, base=TINY)
+    out = run_demo(
+        f"sqlite:///{tmp_path}/o.db", tmp_path, time_budget=45, model="tiny", data_dir=str(demo_dir), log=lines.append, base=TINY
+    )
     took = time.time() - t
     # the last trial and the minimum job (3 Stage 1 trials, 1 Stage 2 trial, 2 seeds) may run past the deadline on a busy machine
     assert took < 45 * 4, (took, lines)
@@ -25,8 +27,16 @@ def test_demo_fits_its_budget_and_prints_floor_and_lift(demo_dir, tmp_path):
 
 def test_stage_within_starts_nothing_after_the_deadline(demo_dir, tmp_path):
     base = {**TINY, "epochs": 0.5, "evals_per_epoch": 1}
-    job = SearchJob(stage=1, storage=f"sqlite:///{tmp_path}/o.db", n_trials=50, backbone="tiny", data_dir=str(demo_dir),
-                    experiments_dir=str(tmp_path), base=base, max_seq_lengths=(64,))
+    job = SearchJob(
+        stage=1,
+        storage=f"sqlite:///{tmp_path}/o.db",
+        n_trials=50,
+        backbone="tiny",
+        data_dir=str(demo_dir),
+        experiments_dir=str(tmp_path),
+        base=base,
+        max_seq_lengths=(64,),
+    )
     s = run_stage_within(job, deadline=time.time() + 1, estimate=5, min_trials=2)
     assert counted_trials(open_study(job)) == 2 and s["ran_now"] == 2  # min_trials ran, then the clock stopped it
 
