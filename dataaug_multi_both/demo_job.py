@@ -14,7 +14,7 @@ from .space import CatKnob, FloatKnob, SearchSpace, base_space
 
 # %% auto #0
 __all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'PRUNED_COST', 'DEMO_TIME_BUDGET', 'RESERVE', 'demo_space', 'Speed', 'calibrate',
-           'DemoPlan', 'plan_demo', 'run_stage_within', 'run_demo', 'demo_lines']
+           'DemoPlan', 'plan_demo', 'run_stage_within', 'seed_stage1', 'run_demo', 'demo_lines']
 
 # %% ../nbs/24_demo_job.ipynb #a450a723
 DEMO_BASE = dict(freeze_n_layers=3, learning_rate=2e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
@@ -35,8 +35,8 @@ def demo_space() -> SearchSpace:
               CatKnob('freeze_n_layers', (2, 3, 4)),
               CatKnob('reinit_last_n_layers', (0,)),
               CatKnob('loss_type', ('weighted_bce', 'bce', 'hybrid_weighted_bce_focal')),
-              CatKnob('augmentation_method', ('none',)),
-              FloatKnob('augmentation_prob', 0.0, 0.0)):
+              FloatKnob('head_lr_scale', 5.0, 50.0, log=True),
+              CatKnob('augmentation_method', ('none',))):
         s = s.replace(k)
     return s
 
@@ -119,24 +119,42 @@ def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trial
                      min_trials:int=1 # trials the stage holds in the end whatever the clock says (Stage 2 narrows from >= 3)
                     ) -> dict:
     "Run `job`'s stage trial by trial while the next one is expected to end before `deadline`; return `run_stage`'s summary."
-    from dataaug_multi_both.hpo import counted_trials, prepare_study, run_stage
+    from dataaug_multi_both.hpo import prepare_study, run_stage, trials_done
     study, _ = prepare_study(job)
-    t0, start, took = time.time(), counted_trials(study), []
+    t0, start, took = time.time(), trials_done(study), []
     s = None
-    while counted_trials(study) < job.n_trials:
+    while trials_done(study) < job.n_trials:
         need = max(took) if took else estimate                       # the longest trial so far: an unpruned one
         late = time.time() + need + (reserve() if reserve else 0.0) > deadline
-        if late and counted_trials(study) >= min_trials: break
-        ti, before = time.time(), counted_trials(study)
+        if late and trials_done(study) >= min_trials: break
+        ti, before = time.time(), trials_done(study)
         s = run_stage(dataclasses.replace(job, n_trials=min(job.n_trials, before + job.jobs)))
-        took.append((time.time() - ti) / max(1, counted_trials(study) - before) * job.jobs)
+        took.append((time.time() - ti) / max(1, trials_done(study) - before) * job.jobs)
         if log:
             t = max((t for t in study.get_trials(deepcopy=False) if t.state.is_finished()), key=lambda t: t.datetime_complete)
             log(f'  {job.study_name} trial {t.number}: {t.state.name.lower()}'
                 f'{f" val macro-F1 {t.value:.4f}" if t.value is not None else ""} ({took[-1]:.0f}s, {max(0, deadline - time.time()):.0f}s left)')
-    if s is None: s = run_stage(dataclasses.replace(job, n_trials=max(1, counted_trials(study))))
-    s['seconds'], s['ran_now'] = round(time.time() - t0, 1), counted_trials(study) - start
+    if s is None: s = run_stage(dataclasses.replace(job, n_trials=max(1, trials_done(study))))
+    s['seconds'], s['ran_now'] = round(time.time() - t0, 1), trials_done(study) - start
     return s
+
+# %% ../nbs/24_demo_job.ipynb #1228d744
+def seed_stage1(job, # the demo's Stage 1 `hpo.SearchJob`
+                base:dict # the default configuration (DEMO_BASE)
+               ):
+    "Create Stage 1's study once with `demo_space()`, the default configuration first and `DEMO_PRIORS` after it."
+    import optuna
+    from dataaug_multi_both.hpo import OBJECTIVE_NAME, config_params
+    from dataaug_multi_both.narrow import load_space, save_space
+    from dataaug_multi_both.storage import open_storage
+    study = optuna.create_study(storage=open_storage(job.storage, (job.heartbeat_interval, job.heartbeat_grace)),
+                                study_name=job.study_name, direction='maximize', load_if_exists=True)
+    if load_space(study) is not None: return study
+    space = demo_space()
+    study.set_metric_names([OBJECTIVE_NAME]); save_space(study, space, None); study.set_user_attr('stage', 1)
+    for cfg, why in [(base, 'default configuration')] + [({**base, **p}, 'prior') for p in DEMO_PRIORS]:
+        study.enqueue_trial(config_params(config_from_dict(cfg), space), user_attrs={'enqueued': why})
+    return study
 
 # %% ../nbs/24_demo_job.ipynb #61b165cb
 DEMO_TIME_BUDGET = 600.0                                              # seconds for the whole demo (default of --time-budget)
@@ -157,9 +175,8 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     "Calibrate, plan, run Stage 1, Stage 2, the export and the report within `time_budget`; return what happened."
     from dataaug_multi_both.core import set_offline
     from dataaug_multi_both.export import export_best
-    from dataaug_multi_both.hpo import SearchJob, config_params, open_study, prepare_study
+    from dataaug_multi_both.hpo import SearchJob, prepare_study
     from dataaug_multi_both.model import resolve_backbone
-    from dataaug_multi_both.narrow import save_space
     from dataaug_multi_both.report import study_summary, write_report
     from dataaug_multi_both.run import load_splits
     set_offline()
@@ -178,22 +195,16 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     j1 = SearchJob(stage=1, study_name=stage1_study, n_trials=plan.stage1_trials, min_resource=1, reduction_factor=2,
                    base={**base, 'epochs': plan.stage1_epochs, 'evals_per_epoch': plan.evals_per_epoch, 'data_fraction': plan.stage1_fraction},
                    **common)
-    study = open_study(j1)
-    if not study.trials:
-        space = demo_space()
-        save_space(study, space, None)
-        for cfg in [base] + [{**base, **p} for p in DEMO_PRIORS]:
-            study.enqueue_trial(config_params(config_from_dict(cfg), space),
-                                user_attrs={'enqueued': 'default configuration' if cfg is base else 'prior'})
+    seed_stage1(j1, base)
     s1 = run_stage_within(j1, deadline - RESERVE - plan.seconds['stage2'] - plan.seconds['export'],
                           speed.trial(plan.stage1_epochs, plan.evals_per_epoch, plan.stage1_fraction), log=say, min_trials=1 + len(DEMO_PRIORS))
     say(_stage_line(s1))
     # Stage 2: the space narrowed from Stage 1, its best configurations first, full length
     j2 = SearchJob(stage=2, study_name=stage2_study, stage1_study=stage1_study, n_trials=plan.stage2_trials, top_k=6, enqueue=2,
                    base={**base, 'epochs': plan.stage2_epochs, 'evals_per_epoch': 1, 'data_fraction': 1.0}, **common)
-    prepare_study(j2)
+    study2, _ = prepare_study(j2)
     def export_need():                                                # the export re-trains a Stage 2 trial per seed
-        took = [t.user_attrs['runtime_seconds'] for t in open_study(j2).trials if t.user_attrs.get('runtime_seconds')]
+        took = [t.user_attrs['runtime_seconds'] for t in study2.get_trials(deepcopy=False) if t.user_attrs.get('runtime_seconds')]
         return plan.seeds * (max(took) if took else speed.trial(plan.stage2_epochs, 1))
     s2 = run_stage_within(j2, deadline - RESERVE, speed.trial(plan.stage2_epochs, 1), log=say, reserve=export_need)
     say(_stage_line(s2))

@@ -3,7 +3,7 @@
 import time
 
 from dataaug_multi_both.demo_job import Speed, plan_demo, run_demo, run_stage_within
-from dataaug_multi_both.hpo import SearchJob, counted_trials, open_study
+from dataaug_multi_both.hpo import SearchJob, prepare_study, trials_done
 
 TINY = {"freeze_n_layers": 1, "max_seq_length": 64, "head_hidden_dim": 32, "learning_rate": 1e-3}
 
@@ -38,7 +38,7 @@ def test_stage_within_starts_nothing_after_the_deadline(demo_dir, tmp_path):
         max_seq_lengths=(64,),
     )
     s = run_stage_within(job, deadline=time.time() + 1, estimate=5, min_trials=2)
-    assert counted_trials(open_study(job)) == 2 and s["ran_now"] == 2  # min_trials ran, then the clock stopped it
+    assert trials_done(prepare_study(job)[0]) == 2 and s["ran_now"] == 2  # min_trials ran, then the clock stopped it
 
 
 def test_plan_shrinks_with_a_slower_machine():
