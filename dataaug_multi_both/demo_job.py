@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses, json, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from .config import TrainConfig, config_from_dict
+from .config import config_from_dict
 from .space import CatKnob, FloatKnob, SearchSpace, base_space
 
 # %% auto #0
@@ -17,7 +17,7 @@ __all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'PRUNED_COST', 'DEMO_TIME_BUDGE
            'DemoPlan', 'plan_demo', 'run_stage_within', 'seed_stage1', 'run_demo', 'demo_lines']
 
 # %% ../nbs/24_demo_job.ipynb #a450a723
-DEMO_BASE = dict(freeze_n_layers=3, learning_rate=2e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
+DEMO_BASE: dict[str, Any] = dict(freeze_n_layers=3, learning_rate=2e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
                  optimizer='adamw', loss_type='weighted_bce', pooling='mean', warmup_ratio=0.1, augmentation_method='none',
                  augmentation_prob=0.0, precision='auto')
 
@@ -121,7 +121,7 @@ def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trial
     "Run `job`'s stage trial by trial while the next one is expected to end before `deadline`; return `run_stage`'s summary."
     from dataaug_multi_both.hpo import prepare_study, run_stage, trials_done
     study, _ = prepare_study(job)
-    t0, start, took = time.time(), trials_done(study), []
+    t0, start, took = time.time(), trials_done(study), list[float]()
     s = None
     while trials_done(study) < job.n_trials:
         need = max(took) if took else estimate                       # the longest trial so far: an unpruned one
@@ -131,7 +131,7 @@ def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trial
         s = run_stage(dataclasses.replace(job, n_trials=min(job.n_trials, before + job.jobs)))
         took.append((time.time() - ti) / max(1, trials_done(study) - before) * job.jobs)
         if log:
-            t = max((t for t in study.get_trials(deepcopy=False) if t.state.is_finished()), key=lambda t: t.datetime_complete)
+            t = max((t for t in study.get_trials(deepcopy=False) if t.state.is_finished()), key=lambda t: t.datetime_complete.timestamp() if t.datetime_complete else 0.0)
             log(f'  {job.study_name} trial {t.number}: {t.state.name.lower()}'
                 f'{f" val macro-F1 {t.value:.4f}" if t.value is not None else ""} ({took[-1]:.0f}s, {max(0, deadline - time.time()):.0f}s left)')
     if s is None: s = run_stage(dataclasses.replace(job, n_trials=max(1, trials_done(study))))
@@ -189,7 +189,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     say(f'calibrated in {speed.calibration_seconds:.0f}s: {1 / speed.post_seconds:.1f} training posts/s, {speed.eval_seconds:.1f}s per '
         f'validation pass; plan: Stage 1 {plan.stage1_trials} x {plan.stage1_epochs:g} epoch on {plan.stage1_fraction:.0%} of the posts, Stage 2 {plan.stage2_trials} x '
         f'{plan.stage2_epochs:g} epochs, export {plan.seeds} seeds (predicted {plan.seconds})')
-    common = dict(storage=storage, backbone=model, experiments_dir=str(experiments_dir), jobs=jobs, data_dir=data_dir,
+    common: dict[str, Any] = dict(storage=storage, backbone=model, experiments_dir=str(experiments_dir), jobs=jobs, data_dir=data_dir,
                   max_seq_lengths=(base['max_seq_length'],), progress=False)
     # Stage 1: the demo space, the default first, then the priors; successive halving prunes at every half epoch
     j1 = SearchJob(stage=1, study_name=stage1_study, n_trials=plan.stage1_trials, min_resource=1, reduction_factor=2,

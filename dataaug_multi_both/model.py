@@ -226,7 +226,7 @@ def encode_bottom(model:DSMClassifier, # a model from `build_model`
     "Hidden states after the embeddings and the bottom `n` layers, without dropout or gradients."
     enc = model.encoder
     was = enc.training; enc.eval()
-    h = enc.embeddings(input_ids=input_ids)
+    h = enc.get_submodule('embeddings')(input_ids=input_ids)
     m = _layer_mask(enc, h, attention_mask)
     for layer in list(_layer_list(enc)[1])[:n]: h = layer(h, m)
     enc.train(was)
