@@ -189,6 +189,11 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     say(f'calibrated in {speed.calibration_seconds:.0f}s: {1 / speed.post_seconds:.1f} training posts/s, {speed.eval_seconds:.1f}s per '
         f'validation pass; plan: Stage 1 {plan.stage1_trials} x {plan.stage1_epochs:g} epoch on {plan.stage1_fraction:.0%} of the posts, Stage 2 {plan.stage2_trials} x '
         f'{plan.stage2_epochs:g} epochs, export {plan.seeds} seeds (predicted {plan.seconds})')
+    need, left = sum(plan.seconds.values()), deadline - time.time() - RESERVE
+    if need > left:                                                   # even the smallest job overruns: say so before it starts
+        say(f'warning: this machine is too slow (or too busy) for a {time_budget:.0f}s budget: the smallest job needs about '
+            f'{need + time_budget - left:.0f}s, and trials this short may not beat the TF-IDF floor; give a larger time budget '
+            'or run on a faster or idle machine')
     common: dict[str, Any] = dict(storage=storage, backbone=model, experiments_dir=str(experiments_dir), jobs=jobs, data_dir=data_dir,
                   max_seq_lengths=(base['max_seq_length'],), progress=False)
     # Stage 1: the demo space, the default first, then the priors; successive halving prunes at every half epoch
