@@ -77,9 +77,9 @@ class _FreshPgDatabase:
         self._admin.dispose()
 
 
-def _stage1_cmd(storage, demo_dir, exp, trials, *extra):
+def _stage1_cmd(storage, demo_dir, exp, trials, *extra, seq=64):
     return [PYTHON, "-m", "dataaug_multi_both.cli.hpo", "stage1", "--storage", storage, "--backbone", "tiny",
-            "--data-dir", str(demo_dir), "--experiments-dir", str(exp), "--max-seq-length", "64", "--no-progress",
+            "--data-dir", str(demo_dir), "--experiments-dir", str(exp), "--max-seq-length", str(seq), "--no-progress",
             "--trials", str(trials), *extra]
 
 
@@ -178,7 +178,7 @@ def test_kill_three_times_and_during_a_save_then_resume(tmp_path, demo_dir, back
     storage = db.__enter__() if db else f"sqlite:///{tmp_path}/optuna.db"
     try:
         args = _stage1_cmd(storage, demo_dir, exp, target, "--epochs", "3", "--evals-per-epoch", "2", "--min-resource", "9",
-                           "--max-seq-length", "32")[3:]
+                           seq=32)[3:]
         seen: set = set()
         for _ in range(3):  # killed mid-trial, three times
             p = subprocess.Popen([PYTHON, "-m", "dataaug_multi_both.cli.hpo", *args], stdout=subprocess.DEVNULL,
