@@ -5,10 +5,10 @@
 # %% ../../nbs/20_cli_train.ipynb #6a9ccb3d
 from __future__ import annotations
 from fastcore.imports import IN_IPYTHON
-import argparse, dataclasses, sys, time
+import argparse, dataclasses, re, sys, time
 from pathlib import Path
 
-from ..core import UserError, cli_entry, set_offline, writable_dir
+from ..core import Parser, UserError, cli_entry, set_offline, writable_dir
 from ..config import TrainConfig, config_from_dict, load_config_file
 
 # %% auto #0
@@ -22,11 +22,13 @@ def add_config_flags(p:argparse.ArgumentParser # the parser to extend
                     ) -> argparse.ArgumentParser:
     "Add one `--knob` flag per `TrainConfig` field (default: not given)."
     from fastcore.docments import docments
+    from dataaug_multi_both import config as C
     docs = docments(TrainConfig)
     g = p.add_argument_group('training knobs (override --config)')
     for f in dataclasses.fields(TrainConfig):
         flag, t = '--' + f.name.replace('_', '-'), str(f.type)
-        kw: dict = dict(dest=f.name, default=None, help=f'{docs.get(f.name) or ""} (default: {f.default})')
+        doc = re.sub(r'\bone of ([A-Z_]+)\b', lambda m: 'one of ' + ', '.join(map(str, getattr(C, m[1], (m[1],)))), docs.get(f.name) or '')
+        kw: dict = dict(dest=f.name, default=None, help=f'{doc} (default: {f.default})'.replace('%', '%%'))
         if t == 'bool': kw['action'] = argparse.BooleanOptionalAction
         elif t.startswith('int |'): kw['type'] = _parse_opt_int
         elif t.startswith('int'): kw['type'] = int
@@ -44,13 +46,13 @@ def config_from_args(args:argparse.Namespace # parsed flags, including `config`
 # %% ../../nbs/20_cli_train.ipynb #e5f794a0
 def parser() -> argparse.ArgumentParser:
     "The `train` command's arguments."
-    p = argparse.ArgumentParser(prog='python -m dataaug_multi_both.cli.train',
+    p = Parser(prog='python -m dataaug_multi_both.cli.train',
         description='Fine-tune one configuration on ReDSM5-format data, tune thresholds on validation, score on test '
                     'and write DIR/evaluation_report.json. Research tool: its outputs are not a diagnosis.')
     p.add_argument('--config', help='JSON or YAML file of knobs (flags override it)')
     p.add_argument('--data-dir', help='directory with redsm5_posts.csv and redsm5_annotations.csv (default: the generated demo corpus)')
     p.add_argument('--model', default='minilm', help="'minilm' (packaged all-MiniLM-L6-v2), 'tiny' (random small encoder), a local model directory or a cached model id")
-    p.add_argument('--out', help='output directory (default: experiments/runs/<time>)')
+    p.add_argument('--out', '--output-dir', dest='out', help='output directory (default: experiments/runs/<time>)')
     p.add_argument('--split-seed', type=int, default=0, help='seed of the train/val/test split (default: 0)')
     p.add_argument('--include-special-case', action='store_true', help='predict SPECIAL_CASE as a tenth label')
     p.add_argument('--device', choices=('cpu', 'cuda'), help='default: cuda when available')
