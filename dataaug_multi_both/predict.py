@@ -74,12 +74,14 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
 # %% ../nbs/19_predict.ipynb #aaaef7d4
 def _csv_posts(text:str, name:str) -> list[tuple[str, str]]:
     csv.field_size_limit(2**31 - 1)                 # a long post is a post, not an error (the default limit is 128 KiB)
+    rows, done = [], 0                              # done: the last line of the last row read whole
     try:
         reader = csv.DictReader(io.StringIO(text, newline=''), strict=True)
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
-        rows = list(reader)
-    except csv.Error as e: raise UserError(f'{name} is not valid CSV at line {reader.line_num} ({e}): check for a quote that is never closed') from None
+        done = reader.line_num
+        for r in reader: rows.append(r); done = reader.line_num
+    except csv.Error as e: raise UserError(f'{name} is not valid CSV from line {done + 1} ({e}): check for a quote that is never closed') from None
     if len(header) == 1 and ';' in header[0] and 'text' in header[0].split(';'):
         raise UserError(f'{name} is separated by semicolons: save it as comma-separated CSV (or JSONL)')
     if 'text' not in header:

@@ -5,7 +5,7 @@
 # %% ../../nbs/20_cli_train.ipynb #6a9ccb3d
 from __future__ import annotations
 from fastcore.imports import IN_IPYTHON
-import argparse, dataclasses, re, sys, time
+import argparse, dataclasses, re, sys, tempfile, time
 from pathlib import Path
 
 from ..core import Parser, UserError, cli_entry, set_offline, writable_dir
@@ -59,6 +59,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: on a terminal)')
     return add_config_flags(p)
 
+def _check_out(out:Path):
+    "`UserError` now, before any work, when `out` could not be created or written (nothing is created here)."
+    up = out
+    while not up.exists() and up != up.parent: up = up.parent
+    if not up.is_dir(): raise UserError(f'output directory {str(out)!r} is not writable ({str(up)!r} is a file): choose another with --out')
+    try: tempfile.TemporaryFile(dir=up).close()
+    except OSError as e: raise UserError(f'output directory {str(out)!r} is not writable ({e.strerror}): choose another with --out') from None
+
 @cli_entry
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         ) -> dict:
@@ -66,7 +74,8 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     args = parser().parse_args(argv)
     set_offline()
     cfg = config_from_args(args)
-    out = writable_dir(args.out or Path('experiments')/'runs'/time.strftime('%Y%m%d-%H%M%S'))
+    out = Path(args.out or Path('experiments')/'runs'/time.strftime('%Y%m%d-%H%M%S'))
+    _check_out(out)
     from dataaug_multi_both.model import resolve_backbone
     from dataaug_multi_both.run import load_splits, run_config
     backbone = resolve_backbone(args.model)
@@ -74,6 +83,7 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')
     splits = load_splits(args.data_dir, args.split_seed, args.include_special_case)
+    writable_dir(out)                                    # created only once the input has been checked
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     print(f'training {args.model} on {len(splits.train)} posts (val {len(splits.val)}, test {len(splits.test)}), '
           f'{cfg.epochs} epochs, seed {cfg.seed}', file=sys.stderr)
