@@ -139,7 +139,7 @@ def plot_intermediate(study:optuna.Study # a study whose trials report intermedi
 # %% ../nbs/16_plots.ipynb #5d3e52bb
 def _fmt(v) -> str: return f'{v:.3g}' if isinstance(v, float) else str(v)
 
-def _wrap(label:str, width:int=12) -> str:
+def _wrap(label:str, width:int=16) -> str:
     "A long snake_case choice broken at underscores into lines of about `width` characters (plotly `<br>`)."
     lines: list[str] = []
     for part in label.split('_'):
@@ -163,7 +163,7 @@ def plot_narrowing(report:dict, # a narrowing report (`narrow.load_report` of a 
         rows.append((name, base, new, k.get('values') or [], k.get('notes') or [], k.get('share_kept')))
     if not rows: return message_figure(title, 'no knob was narrowed')
     heights = [86 if isinstance(b, CatKnob) else 42 for _, b, *_ in rows]
-    gap = 26
+    gap = 34                                         # room for a two-line category label above the next row
     H = sum(heights) + gap * (len(rows) - 1)
     fig = make_subplots(rows=len(rows), cols=1, row_heights=heights, vertical_spacing=gap / H if len(rows) > 1 else 0)
     legend: set[str] = set()

@@ -281,9 +281,10 @@ def _html(s:dict, figs:list, js:str|None=None) -> str:
         parts += ['<h2>What was searched</h2>', _table(None, [
             ('backbone', q.get('backbone') or '-'), ('data', q.get('data') or '-'), ('epochs per trial', q.get('epochs') or '-'),
             ('share of the training split per trial', f'{share:.0%}' if isinstance(share, (int, float)) else '-'),
-            ('posts used per trial (train / val / test)', f"{q.get('n_train_used', '-')} / {q.get('n_val', '-')} / {q.get('n_test', '-')}"),
+            ('posts used per trial (train / val / test)', ' / '.join('-' if q.get(k) is None else str(q[k]) for k in ('n_train_used', 'n_val', 'n_test'))),
             ('max sequence length', q.get('max_seq_length') or '-'), ('split seed', q.get('split_seed') if q.get('split_seed') is not None else '-'),
-            *((f'trials in {k}', ', '.join(f'{kk} {vv}' for kk, vv in v.items())) for k, v in q['studies'].items())])]
+            *((f'trials in {k}', f"{v['n_trials']}" + (': ' + ', '.join(f'{kk} {vv}' for kk, vv in v.items() if kk != 'n_trials') if len(v) > 1 else ''))
+              for k, v in q['studies'].items())])]
     parts += ['<h2>Summary</h2>', _table(None, nums)]
     if s['top_trials']:
         keys = s['key_params']

@@ -374,3 +374,25 @@ def test_readme_from_notebook(tmp_path):
         build_readme.main(["--nb", str(tmp_path / "missing.ipynb"), "--out", str(out)])
         == 2
     )
+
+
+# ----------------------------------------------------------------------------- in a real browser
+
+from browser import keep_screenshot, leaving, needs_chromium, render  # noqa: E402
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", ["losses.html", "plots.html"])
+def test_pages_render_offline_in_chromium(real_site, tmp_path, name):
+    "Headless Chromium draws the page (maths as MathML, plotly figures as SVG), and no request leaves the machine."
+    r = render(real_site / name, tmp_path / f"docs_{name}.png")
+    keep_screenshot(tmp_path / f"docs_{name}.png")
+    assert leaving(r["requests"]) == [], leaving(r["requests"])
+    assert r["errors"] == [], r["errors"]
+    f = r["facts"]
+    assert "Library" in f["text"] and "Command line" in f["text"] and "Tutorial" in f["text"]
+    assert all(o in ("auto", "scroll") for o in f["wide_pre"]), f["wide_pre"]  # wide code scrolls, nothing is cut off
+    if name == "losses.html":
+        assert f["math"] >= 2
+    if name == "plots.html":
+        assert f["plotly_divs"] >= 1 and f["plotly_drawn"] == f["plotly_divs"]

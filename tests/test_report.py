@@ -180,3 +180,22 @@ def test_plots_draw_what_the_study_holds(stored):
     assert hist.layout.xaxis.tickformat == "d"
     rc = plots.rank_correlation(s1, s2)
     assert rc["n"] == 4 and all(p["stage1_value"] == s1.trials[p["stage1_trial"]].value for p in rc["pairs"])
+
+
+from browser import keep_screenshot, leaving, needs_chromium, render  # noqa: E402
+
+
+@needs_chromium
+def test_report_renders_offline_in_chromium(stored, tmp_path):
+    "The report, copied alone into an empty folder, draws every figure in headless Chromium with no request leaving."
+    page = write_report(stored["url"], "stage2_exploit", out_dir=tmp_path / "made", experiments_dir=stored["exp"], floor=False)
+    alone = tmp_path / "sent" / "report.html"
+    alone.parent.mkdir()
+    alone.write_bytes(page.read_bytes())  # as a colleague receives it: the one file
+    r = render(alone, tmp_path / "report.png", height=1000)
+    keep_screenshot(tmp_path / "report.png")
+    assert leaving(r["requests"]) == [], leaving(r["requests"])
+    assert r["errors"] == [], r["errors"]
+    f = r["facts"]
+    assert f["plotly_divs"] == 6 and f["plotly_drawn"] == 6, f
+    assert "Small sample" in f["text"] and "What was searched" in f["text"]
