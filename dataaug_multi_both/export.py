@@ -277,7 +277,8 @@ def add_export_args(p:argparse.ArgumentParser, # the parser (or subparser) to ex
     p.add_argument('--model', default=None, help="override the trial's backbone ('minilm', 'tiny', a directory or a cached model id)")
     p.add_argument('--split-seed', type=int, default=None, help="override the trial's split seed")
     p.add_argument('--device', choices=('cpu', 'cuda'), default=None, help='where to train (default: cuda when available)')
-    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bars (default: when stderr is a terminal)')
+    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None,
+                   help='show a progress bar while each seed re-trains; --no-progress hides it (default: shown when stderr is a terminal)')
     return p
 
 def export_main(args:argparse.Namespace # parsed `add_export_args` flags
