@@ -245,3 +245,19 @@ def test_export_unknown_study_names_existing(search):
     from dataaug_multi_both.core import UserError
     with pytest.raises(UserError, match="existing studies are 'stage2_exploit', 'empty'"):
         export_best(search.url, 'nope', experiments_dir=search.tmp / 'exp')
+
+
+def test_predict_refuses_bad_output_and_search_checkpoints_before_writing(search, exported, tmp_path, capsys):
+    "Issue 7, point 8: a directory or unwritable --output, or a trial checkpoint as the model: one line, exit 2, nothing written."
+    (tmp_path / 'posts.csv').write_text('text\nI cannot sleep\n')
+    base = ['--input', str(tmp_path / 'posts.csv')]
+    for out, expect in ((str(tmp_path), 'is a directory'), ('/proc/predictions.csv', 'is not writable')):
+        code, err = _exit(['--export-dir', str(exported.dir), *base, '--output', out], capsys)
+        assert code == 2 and len(err) == 1 and expect in err[0], err
+    from dataaug_multi_both.model import build_model, load_tokenizer, save_classifier
+    save_classifier(build_model(search.cfg, 'tiny', len(NAMES)), load_tokenizer('tiny'), tmp_path / 'trial_0' / 'checkpoint',  # as a trial keeps it
+                    {'label_names': NAMES, 'thresholds': {n: 0.5 for n in NAMES}, 'config': dataclasses.asdict(search.cfg),
+                     'backbone': 'tiny', 'study': 'stage1_broad', 'trial': 0})
+    code, err = _exit(['--model', str(tmp_path / 'trial_0' / 'checkpoint'), *base, '--output', str(tmp_path / 'p.csv')], capsys)
+    assert code == 2 and len(err) == 1 and "is a search checkpoint (study 'stage1_broad' trial 0)" in err[0], err
+    assert not (tmp_path / 'p.csv').exists()
