@@ -163,7 +163,7 @@ def plot_narrowing(report:dict, # a narrowing report (`narrow.load_report` of a 
         rows.append((name, base, new, k.get('values') or [], k.get('notes') or [], k.get('share_kept')))
     if not rows: return message_figure(title, 'no knob was narrowed')
     heights = [86 if isinstance(b, CatKnob) else 42 for _, b, *_ in rows]
-    gap = 34                                         # room for a two-line category label above the next row
+    gap = 44                                         # room for a wrapped (up to three-line) category label above the next row
     H = sum(heights) + gap * (len(rows) - 1)
     fig = make_subplots(rows=len(rows), cols=1, row_heights=heights, vertical_spacing=gap / H if len(rows) > 1 else 0)
     legend: set[str] = set()
@@ -185,8 +185,9 @@ def plot_narrowing(report:dict, # a narrowing report (`narrow.load_report` of a 
                           text=[counts[c] for c in ks], textposition='outside', cliponaxis=False,
                           hovertemplate=f'{name} = %{{x}}: %{{y}} of the top trials<br>{notes_html}<extra></extra>')
             cats = [c.strip("'") for c in counts]
+            w = 16 if len(cats) <= 4 else 10                   # many choices share the width: break them shorter
             fig.update_xaxes(type='category', categoryorder='array', categoryarray=cats, tickangle=0, tickvals=cats,
-                             ticktext=[_wrap(c) for c in cats], row=r, col=1)        # wrapped, never rotated into the next row
+                             ticktext=[_wrap(c, w) for c in cats], tickfont=dict(size=9), row=r, col=1)  # wrapped, never rotated
             fig.update_yaxes(showticklabels=False, showgrid=False, range=[0, max(counts.values(), default=1) * 1.35 + 0.5], row=r, col=1)
         else:
             assert isinstance(base, (FloatKnob, IntKnob)) and isinstance(new, (FloatKnob, IntKnob))
@@ -209,7 +210,8 @@ def plot_narrowing(report:dict, # a narrowing report (`narrow.load_report` of a 
         if share is not None:
             fig.add_annotation(text=f'{share:.0%} kept', x=1, xref='paper', xanchor='left', xshift=10, y=(dom[0] + dom[1]) / 2,
                                yref='paper', showarrow=False, font=dict(color='#555'))
-    fig.update_xaxes(tickfont=dict(size=10))
+    fig.update_xaxes(tickfont=dict(size=10), selector=dict(type='linear'))
+    fig.update_xaxes(tickfont=dict(size=10), selector=dict(type='log'))
     if skipped: fig.add_annotation(text='not drawn (Stage 2 only, no Stage 1 values): ' + ', '.join(skipped), x=0, xref='paper',
                                    xanchor='left', y=0, yref='paper', yshift=-36, yanchor='top', showarrow=False, font=dict(color='#555', size=11))
     fig.update_layout(template=TEMPLATE, title=dict(text=title, y=1 - 12 / (H + 190), yanchor='top'), height=H + 190,
