@@ -56,10 +56,10 @@ def exported(search):
 def test_export_summary(search, exported):
     s, d = exported.summary, exported.dir
     assert json.loads((d / 'export_summary.json').read_text()) == json.loads(json.dumps(s))
-    assert (s['study'], s['trial'], s['seeds']) == ('stage2_exploit', 0, [42, 43])
+    assert (s['study'], s['trial'], s['seeds']) == ('stage2_exploit', 0, [1, 2])   # the default base seed leaves out the search's 42
     assert s['search_value'] == pytest.approx(search.rep['val_macro_f1'])
     rows = s['per_seed']
-    assert [r['seed'] for r in rows] == [42, 43]
+    assert [r['seed'] for r in rows] == [1, 2]
     for r in rows:
         assert set(r['per_class']) == set(NAMES)
         rep = json.loads((d / 'seeds' / f'seed_{r["seed"]}' / 'evaluation_report.json').read_text())
@@ -76,7 +76,7 @@ def test_export_summary(search, exported):
     assert s['data']['data_dir'] == str(search.data) and s['data']['n_train_used'] == search.rep['data']['n_train']
     assert s['disclaimer'] == DISCLAIMER and 'not a diagnosis' in DISCLAIMER
     assert 'not a diagnosis' in (d / 'README.md').read_text()
-    assert any(n.startswith('seed 42 is the seed the search trained with') for n in s['notes'])  # TrainConfig's default seed
+    assert not any(n.startswith('seed 42 is the seed the search trained with') for n in s['notes'])  # not re-run by default
     assert set(s['versions']) >= {'torch', 'transformers', 'optuna'}
 
 

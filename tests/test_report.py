@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from dataaug_multi_both import plots
 from dataaug_multi_both.core import UserError
-from dataaug_multi_both.narrow import clip_params, narrow_space, ranked_trials, save_space
+from dataaug_multi_both.narrow import clip_params, load_report, narrow_space, ranked_trials, save_space
 from dataaug_multi_both.report import DISCLAIMER, format_summary, load_study, study_summary, write_report
 from dataaug_multi_both.space import base_space
 
@@ -171,7 +171,7 @@ def test_plots_draw_what_the_study_holds(stored):
     inter = plots.plot_intermediate(s1)
     assert [d.name for d in inter.data] == ["complete trials", "pruned trials", "pruned here"]
     assert set(inter.data[-1].x) == {4}  # pruned trials stop at pass 4 of 8
-    nar = plots.plot_narrowing(json.loads(s2.user_attrs["narrowing_report"]), base_space(1))
+    nar = plots.plot_narrowing(load_report(s2), base_space(1))
     assert nar.layout.xaxis.type == "log"  # the first knob, learning_rate
     cat_axes = [a for k, a in nar.layout.to_plotly_json().items() if k.startswith("xaxis") and a.get("type") == "category"]
     assert cat_axes and all(a["tickangle"] == 0 for a in cat_axes)  # wrapped labels, never rotated into the next row
