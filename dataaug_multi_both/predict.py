@@ -46,6 +46,11 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
     from dataaug_multi_both.amp import resolve_precision
     p = Path(export_dir)
     if not p.is_dir(): raise UserError(f'export directory {str(p)!r} does not exist: pass --export-dir a directory written by the export command')
+    if (p/'modeling_dsm.py').is_file() and not (p/'classifier.json').is_file():   # the export's transformers copy (hf_model/)
+        if not (p.parent/'model'/'classifier.json').is_file():
+            raise UserError(f'{str(p)!r} is a transformers model folder: load it with transformers (trust_remote_code=True), '
+                            'or pass --export-dir the export directory that holds it')
+        p = p.parent
     mdir = p if (p/'classifier.json').is_file() else p/'model'
     if not (mdir/'classifier.json').is_file():
         raise UserError(f'{str(p/"model"/"classifier.json")!r} is missing: {str(p)!r} is not an export directory; pass the directory the export command wrote')
