@@ -27,8 +27,10 @@ def test_fix_removes_what_the_check_refuses():
         {"output_type": "stream", "name": "stderr", "text": ["\x1b[32m[I 2026-11-28 15:24:03,591]\x1b[0m A new study created\n", "kept\n"]},
         {"output_type": "execute_result", "execution_count": None, "metadata": {},
          "data": {"text/plain": ["PosixPath('/root/.cache/x/amp.json')"]}},
-        {"output_type": "stream", "name": "stdout", "text": ["report: /tmp/tmpwv600_y1/evaluation_report.json\n"]}]}]}
-    assert len(problems(nb)) == 5
+        {"output_type": "stream", "name": "stdout", "text": ["report: /tmp/tmpwv600_y1/evaluation_report.json\n"]},
+        {"output_type": "display_data", "metadata": {}, "data": {"text/plain": ["HBox(children=(FloatProgress(value=0.0),))"],
+                                                                  "application/vnd.jupyter.widget-view+json": {"model_id": "x"}}}]}]}
+    assert len(problems(nb)) == 6
     out = fix(nb)
     assert problems(out) == []
     outs = out["cells"][0]["outputs"]

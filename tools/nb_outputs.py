@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Keep saved notebook outputs free of this machine: no temporary or home paths, no Optuna log lines, no tqdm warnings;
+"""Keep saved notebook outputs free of this machine: no temporary or home paths, no Optuna log lines, no tqdm warnings or saved progress-bar widgets;
 and give every notebook the python3 kernelspec, so JupyterLab opens it without asking for a kernel.
 
     python tools/nb_outputs.py [NOTEBOOK ...]          # fix in place (default: every nbs/*.ipynb)
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+WIDGET = "application/vnd.jupyter.widget-view+json"  # a live widget (a tqdm bar in JupyterLab): nothing to show once saved
 KERNELSPEC = {"display_name": "python3", "language": "python", "name": "python3"}
 
 # a whole output line that is noise from this machine's libraries
@@ -51,9 +52,11 @@ def _join(v) -> str:
 def fix(nb: dict) -> dict:
     "Drop noise lines and outputs, neutralise machine paths, set the kernelspec."
     nb.setdefault("metadata", {})["kernelspec"] = dict(KERNELSPEC)
+    nb["metadata"].pop("widgets", None)
     for c in nb.get("cells", []):
         keep = []
         for o in c.get("outputs", []):
+            if WIDGET in (o.get("data") or {}): continue  # its text/plain is a frozen progress bar: noise once saved
             if o.get("output_type") == "stream":
                 lines = [ln for ln in _join(o["text"]).splitlines(keepends=True) if not NOISE_LINE.search(ln)]
                 if not "".join(lines).strip(): continue
@@ -73,8 +76,10 @@ def problems(nb: dict) -> list[str]:
     out = []
     ks = (nb.get("metadata") or {}).get("kernelspec") or {}
     if ks.get("name") != "python3": out.append("no python3 kernelspec")
+    if (nb.get("metadata") or {}).get("widgets"): out.append("saved widget state in the notebook metadata")
     for i, c in enumerate(nb.get("cells", [])):
         for o in c.get("outputs", []):
+            if WIDGET in (o.get("data") or {}): out.append(f"cell {i}: a saved widget (it shows as nothing once the kernel is gone)")
             for box, k in _texts(o):
                 m = BAD.search(_join(box[k]))
                 if m: out.append(f"cell {i}: {m.group(0)!r} in a saved output")
