@@ -63,7 +63,7 @@ class Parser(argparse.ArgumentParser):
 
     def _kebab(self, args:list[str]) -> list[str]:
         "`--a_b[=v]` becomes `--a-b[=v]` when only the latter is a flag of this parser."
-        out = []
+        out: list[str] = []
         for i, a in enumerate(args):
             if a == '--': return out + args[i:]
             flag, eq, val = a.partition('=')

@@ -108,8 +108,9 @@ CODE_FILE = 'modeling_dsm.py'
 
 def _load_code(path:Path) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(f'_dsm_remote_{uuid.uuid4().hex[:8]}', path)
+    assert spec is not None and spec.loader is not None, path
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    spec.loader.exec_module(mod)
     return mod
 
 def save_for_transformers(model:DSMClassifier, # the trained classifier
