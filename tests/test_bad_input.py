@@ -52,32 +52,54 @@ def test_train_rejects_bad_flags(tmp_path, demo_dir, args, expect):
     assert expect in line
 
 
-def test_hpo_rejects_bad_input_without_touching_the_store(tmp_path, demo_dir):
+def _bad_backbones(tmp_path):
+    """A model directory with a config but no weights, and one whose config.json is corrupt."""
+    cfg = '{"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}'
+    (tmp_path / "noweights").mkdir()
+    (tmp_path / "noweights" / "config.json").write_text(cfg)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "config.json").write_text("{not json")
+    return str(tmp_path / "noweights"), str(tmp_path / "corrupt")
+
+
+def test_hpo_rejects_bad_input_without_creating_anything(tmp_path, demo_dir, capsys):
+    """One line, exit 2, and no database file, study or experiments folder left behind (run in-process: fast)."""
+    from dataaug_multi_both.cli.hpo import main
+    from dataaug_multi_both.demo import generate_demo_corpus
+
+    tiny_corpus = generate_demo_corpus(tmp_path / "three", n_posts=3, seed=0)
+    noweights, corrupt = _bad_backbones(tmp_path)
     storage = f"sqlite:///{tmp_path}/optuna.db"
     common = ["--storage", storage, "--experiments-dir", str(tmp_path / "exp"), "--data-dir", str(demo_dir),
-              "--model", "tiny", "--no-progress"]
+              "--backbone", "tiny", "--no-progress"]
     cases = [
         (["stage1", "--storage", "redis://127.0.0.1:6379"], "is not one Optuna can use"),
+        (["stage1", "--storage", "mysql://u@127.0.0.1/d"], "MySQL is not supported"),
         (["stage1", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
-        (["stage1", "--trials", "0"], "must be > 0"),
-        (["stage1", "--jobs", "-1"], "must be > 0"),
+        (["stage1", "--trials", "0"], "n_trials must be > 0"),
+        (["stage1", "--jobs", "-1"], "jobs must be > 0"),
         (["stage1", "--data-fraction", "1.5"], "must be in (0, 1]"),
-        (["stage1", "--model", "no-such-model"], "unknown model"),
+        (["stage1", "--max-seq-length", "2"], "max_seq_lengths must be integers >= 8"),
+        (["stage1", "--backbone", "no-such-model"], "unknown model"),
+        (["stage1", "--backbone", noweights], "cannot load model"),
+        (["stage1", "--backbone", corrupt], "cannot be loaded"),
+        (["stage1", "--data-dir", str(tiny_corpus)], "too few posts"),
         (["stage1", "--experiments-dir", "/dev/null/exp"], "not writable"),
-        (["stage2", "--top-k", "0"], "must be > 0"),
-        (["stage2"], "no Stage 1 study 'stage1_broad'"),
-        (["report", "--study-name", "nope"], "nope"),
-        (["export", "--study-name", "nope"], "nope"),
+        (["stage2", "--top-k", "0"], "top_k must be > 0"),
+        (["stage2"], "run `stage1` first"),
+        (["report", "--study-name", "nope"], "no storage file"),
+        (["export", "--study-name", "nope"], "no database at"),
     ]
     for args, expect in cases:
         sub, rest = args[0], args[1:]
-        proc = run_cli("cli.hpo", sub, *(common if sub != "report" and sub != "export" else common[:4]), *rest)
-        if "usage:" in proc.stderr:  # argparse's own check (trials/jobs/fraction): exit 2 with its usage line
-            assert proc.returncode == 2 and expect in proc.stderr and "Traceback" not in proc.stderr
-            continue
-        assert expect in one_error_line(proc), (args, proc.stderr)
-    # none of those created a study
-    assert optuna.get_all_study_names(storage) == []
+        with pytest.raises(SystemExit) as e:
+            main([sub, *(common if sub not in ("report", "export") else common[:4]), *rest])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        assert e.value.code == 2 and "Traceback" not in err and lines[-1].startswith("error: "), (args, err)
+        assert expect in lines[-1], (args, lines[-1])
+        assert not (tmp_path / "optuna.db").exists(), args  # nothing created: no database file ...
+        assert not (tmp_path / "exp").exists(), args        # ... and no experiments folder
 
 
 def test_existing_study_with_other_direction(tmp_path, demo_dir):
