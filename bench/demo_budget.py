@@ -20,7 +20,7 @@ from dataaug_multi_both.demo_job import run_demo
 out = run_demo(sys.argv[1], sys.argv[2], time_budget=float(sys.argv[3]), model=sys.argv[4])
 ex = out['export_summary']
 print('RESULT ' + json.dumps({'seconds': out['seconds'], 'test_mean': ex['test_mean'], 'test_std': ex['test_std'],
-      'floor': out['tfidf'].get('test_macro_f1'), 'plan': out['plan'], 'speed': out['speed'],
+      'floor': out['tfidf'].get('test_macro_f1', float('nan')), 'plan': out['plan'], 'speed': out['speed'],
       'stage1': out['stage1']['counts'], 'stage2': out['stage2']['counts'], 'params': ex['params']}))
 """
 

@@ -177,7 +177,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     from dataaug_multi_both.export import export_best
     from dataaug_multi_both.hpo import SearchJob, prepare_study
     from dataaug_multi_both.model import resolve_backbone
-    from dataaug_multi_both.report import study_summary, write_report
+    from dataaug_multi_both.report import write_report
     from dataaug_multi_both.run import load_splits
     set_offline()
     say = log or (lambda s: None)
@@ -217,7 +217,9 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     ex = export_best(storage, stage2_study, seeds=plan.seeds, base_seed=1, experiments_dir=experiments_dir,
                      out_dir=Path(experiments_dir)/stage2_study/'export', log=lambda s: say('  ' + s))
     html = write_report(storage, stage2_study, Path(experiments_dir)/stage2_study, experiments_dir=experiments_dir)
-    tf = study_summary(storage, stage2_study, experiments_dir=experiments_dir).get('tfidf_baseline') or {}
+    from dataaug_multi_both.baseline import tfidf_baseline                # the floor on the very split the model was scored on
+    tf = tfidf_baseline(splits.train.texts, splits.train.labels, splits.val.texts, splits.val.labels, splits.test.texts,
+                        splits.test.labels, splits.train.label_names, threshold_mode=ex.get('config', {}).get('threshold_mode', 'global'))
     out = {'stage1': s1, 'stage2': s2, 'speed': dataclasses.asdict(speed), 'plan': dataclasses.asdict(plan), 'report': str(html),
            'export': ex.get('export_dir'), 'export_summary': ex, 'tfidf': tf, 'time_budget': time_budget,
            'seconds': round(time.time() - t0, 1)}
