@@ -13,14 +13,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
+from .config import TASKS
 from .core import UserError
 from .data import ANNOTATIONS_FILE, Corpus, Post
 from .thresholds import apply_thresholds, tune_thresholds
 
 # %% auto #0
-__all__ = ['TASKS', 'split_sentences', 'normalise', 'locate', 'SentenceLabels', 'sentence_labels', 'resolve_task',
-           'token_sentences', 'recall_at_k', 'evidence_crossfit_f1', 'evidence_metrics', 'evidence_floor',
-           'top_evidence']
+__all__ = ['split_sentences', 'normalise', 'locate', 'SentenceLabels', 'sentence_labels', 'resolve_task', 'token_sentences',
+           'recall_at_k', 'evidence_crossfit_f1', 'evidence_metrics', 'evidence_floor', 'top_evidence']
 
 # %% ../nbs/04_sentences.ipynb #c261f9f7
 _END = re.compile(r'[.!?…]+["\'”’)\]]*(?=\s|$)|\n+')
@@ -120,8 +120,6 @@ def sentence_labels(corpus:Corpus # posts with their annotation rows
     return SentenceLabels(spans, labels, c, unmapped)
 
 # %% ../nbs/04_sentences.ipynb #428e14f8
-TASKS = ('auto', 'criteria', 'both')
-
 def resolve_task(task:str, # 'auto', 'criteria' or 'both'
                  corpus:Corpus # the training (or whole) corpus
                 ) -> str:
