@@ -15,6 +15,7 @@ from .core import UserError, atomic_write_json, redact_url, set_offline, writabl
 from .config import TrainConfig, config_from_dict
 from .space import SearchSpace, base_space, params_to_config
 from .narrow import clip_params, load_space, narrow_space, save_space
+from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
 __all__ = ['DEFAULT_STORAGE', 'HEARTBEAT', 'STAGE_DEFAULTS', 'driver_url', 'open_storage', 'TrialGate', 'counted_trials',
@@ -201,7 +202,9 @@ class Objective:
     def _run(self, trial:optuna.Trial) -> float:
         from dataaug_multi_both.run import run_config
         params = self.space.suggest(trial)
-        cfg, adjustments = params_to_config(params, self.base, self.depth, self.job.max_batch)
+        base = dataclasses.replace(self.base, objective=trial.study.user_attrs.get('objective', 'criteria'))  # one objective per study
+        if 'task' not in self.space and 'task' not in self.job.base: base = dataclasses.replace(base, task='criteria')  # a pre-task study
+        cfg, adjustments = params_to_config(params, base, self.depth, self.job.max_batch)
         trial.set_user_attr('config', dataclasses.asdict(cfg))
         if adjustments: trial.set_user_attr('adjustments', adjustments)
         def report(point, score):
@@ -227,15 +230,17 @@ class Objective:
             trial.set_user_attr('prune_reason', res.stopped)
             atomic_write_json(out/'evaluation_report.json', {**report_, 'state': 'PRUNED'})
             raise optuna.TrialPruned(res.stopped)
-        value = report_['val_macro_f1']
-        for k in ('test_macro_f1', 'val_macro_f1_in_sample', 'thresholds'): trial.set_user_attr(k, report_.get(k))
+        value = report_['objective_value']
+        for k in ('test_macro_f1', 'val_macro_f1_in_sample', 'thresholds', 'task', 'objective', 'val_macro_f1', *EVIDENCE_ATTRS):
+            if k in report_: trial.set_user_attr(k, report_[k])
         trial.set_user_attr('runtime_seconds', report_['durations']['total_seconds'])
         atomic_write_json(out/'evaluation_report.json', {**report_, 'state': 'COMPLETE'})
         if self._is_top_k(trial.study, value):
             from dataaug_multi_both.model import save_classifier
             save_classifier(res.model, res.tokenizer, out/'checkpoint',
                             {'label_names': self.splits.train.label_names, 'thresholds': report_['thresholds'],
-                             'threshold_mode': cfg.threshold_mode, 'config': dataclasses.asdict(cfg),
+                             'threshold_mode': cfg.threshold_mode, 'config': dataclasses.asdict(cfg), 'task': report_['task'],
+                             'evidence_thresholds': report_.get('evidence_thresholds'),
                              'backbone': self.job.backbone, 'study': self.job.study_name, 'trial': trial.number})
         return value
 
@@ -277,13 +282,13 @@ def narrowed_from_stage1(job:SearchJob # Stage 2 settings (storage, stage1_study
         raise UserError(f'no Stage 1 study {job.stage1_study!r} in {redact_url(job.storage)}: run `stage1` first, '
                         'or name an existing one with --stage1-study') from None
     base = load_space(s1) or base_space(1, max_seq_lengths=job.max_seq_lengths)
-    base = SearchSpace(list(base) + [k for k in base_space(2) if k.name not in base])   # Stage 2 adds thresholds per class
+    base = SearchSpace(list(base) + [k for k in base_space(2) if k.name not in base])   # Stage 2 adds thresholds per class (and task to a pre-task study)
     trials = s1.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
     fallback = len(done) < 3
     if fallback: done = ranked_by_last_report(trials)                # few complete: rank pruned trials too
-    space, report = narrow_space(done, base, top_k=job.top_k)
-    report['stage1_study'] = job.stage1_study
+    space, report = narrow_space(done, base, top_k=job.top_k, missing={'task': 'criteria'})  # a pre-task study trained the post head alone
+    report['stage1_study'], report['objective'] = job.stage1_study, s1.user_attrs.get('objective', 'criteria')
     if fallback:
         report['notes'] = list(report.get('notes', [])) + [f'only {sum(t.state == TrialState.COMPLETE for t in trials)} complete Stage 1 '
                           'trials: pruned trials were ranked by their last validation score (more Stage 1 trials give a firmer narrowing)']
@@ -314,12 +319,16 @@ def prepare_study(job:SearchJob # the stage's settings
     stored = load_space(study)
     if stored is not None: return study, stored
     if job.stage == 1:                                                # starts from the default configuration
-        space = base_space(1, max_seq_lengths=job.max_seq_lengths)
+        from dataaug_multi_both.run import load_splits, search_objective
+        objective, tasks = search_objective(config_from_dict(job.base), load_splits(job.data_dir, job.split_seed))
+        space = base_space(1, max_seq_lengths=job.max_seq_lengths, tasks=tasks)
         save_space(study, space, None)
+        study.set_user_attr('objective', objective)
         study.enqueue_trial(config_params(config_from_dict(job.base), space), user_attrs={'enqueued': 'default configuration'})
         return study, space
     if not fresh: space, report, best = narrowed_from_stage1(job)
     save_space(study, space, report)
+    study.set_user_attr('objective', report['objective'])
     for t in best:
         study.enqueue_trial(clip_params(t.params, space), user_attrs={'stage1_trial': t.number, 'stage1_value': t.value}, skip_if_exists=True)
     return study, space

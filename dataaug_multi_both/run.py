@@ -12,15 +12,16 @@ import numpy as np
 
 from .core import atomic_write_json, versions
 from .config import TrainConfig
-from .data import Splits, load_redsm5, split_corpus
+from .data import Corpus, Splits, load_redsm5, split_corpus
 from .demo import demo_data_dir
 from .thresholds import apply_thresholds, classification_metrics, crossfit_macro_f1, tune_thresholds
 from .trainer import EvalPoint, TrainResult, train
-from .sentences import evidence_crossfit_f1, evidence_metrics, sentence_labels
+from .sentences import evidence_crossfit_f1, evidence_metrics, resolve_task, sentence_labels
+from .space import search_tasks
 from .core import UserError
 
 # %% auto #0
-__all__ = ['load_splits', 'evaluate', 'resolve_objective', 'objective_value', 'run_config']
+__all__ = ['load_splits', 'evaluate', 'resolve_objective', 'objective_value', 'search_objective', 'run_config']
 
 # %% ../nbs/12_run.ipynb #574e2f98
 _SPLITS: dict = {}
@@ -73,6 +74,17 @@ def objective_value(objective:str, # 'criteria' or 'mean'
                    ) -> float:
     "The number a trial is ranked by."
     return post_f1 if objective == 'criteria' else (post_f1 + float(evidence_f1 or 0.0)) / 2
+
+# %% ../nbs/12_run.ipynb #201b17ae
+def search_objective(cfg:TrainConfig, # the search's base configuration (task, objective)
+                     splits:Splits # the search's data
+                    ) -> tuple[str, tuple[str, ...]]:
+    "The objective a study ranks its trials by, and the choices of its `task` knob."
+    whole = Corpus(splits.train.posts + splits.val.posts + splits.test.posts, splits.train.label_names)
+    task = resolve_task(cfg.task, whole)                              # UserError for --task both on data without evidence
+    has = resolve_task('auto', whole) == 'both' if cfg.task == 'criteria' else task == 'both'
+    objective = resolve_objective(cfg.objective, task)
+    return objective, (search_tasks(objective, has) if cfg.task == 'auto' else (task,))
 
 # %% ../nbs/12_run.ipynb #24298803
 def run_config(cfg:TrainConfig, # every knob of the run

@@ -19,8 +19,9 @@ from .data import ANNOTATIONS_FILE, Corpus, Post
 from .thresholds import apply_thresholds, tune_thresholds
 
 # %% auto #0
-__all__ = ['split_sentences', 'normalise', 'locate', 'SentenceLabels', 'sentence_labels', 'resolve_task', 'token_sentences',
-           'recall_at_k', 'evidence_crossfit_f1', 'evidence_metrics', 'evidence_floor', 'top_evidence']
+__all__ = ['EVIDENCE_ATTRS', 'split_sentences', 'normalise', 'locate', 'SentenceLabels', 'sentence_labels', 'resolve_task',
+           'token_sentences', 'recall_at_k', 'evidence_crossfit_f1', 'evidence_metrics', 'evidence_floor',
+           'top_evidence']
 
 # %% ../nbs/04_sentences.ipynb #c261f9f7
 _END = re.compile(r'[.!?…]+["\'”’)\]]*(?=\s|$)|\n+')
@@ -170,6 +171,9 @@ def token_sentences(tokenizer, # a fast Hugging Face tokenizer (gives offsets)
     return ids_out, lost_out
 
 # %% ../nbs/04_sentences.ipynb #77057d65
+EVIDENCE_ATTRS = ('val_evidence_macro_f1', 'test_evidence_macro_f1', 'val_evidence_recall_at_1', 'val_evidence_recall_at_3',
+                  'test_evidence_recall_at_1', 'test_evidence_recall_at_3')  # the figures reports, trials and exports carry
+
 def _flat(labels:list, probs:list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Stacked [N_sent, L] labels and probabilities, and the post index of each row."
     L = labels[0].shape[1] if labels else 0

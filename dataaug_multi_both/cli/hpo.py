@@ -9,6 +9,7 @@ import argparse, json, sys, time
 from pathlib import Path
 
 from ..core import cli_entry, set_offline
+from ..config import OBJECTIVES, TASKS
 
 # %% auto #0
 __all__ = ['DEMO', 'add_common', 'add_search', 'job_from_args', 'parser', 'run_demo', 'main']
@@ -47,6 +48,8 @@ def add_search(p:argparse.ArgumentParser # stage1 / stage2 / demo parser
     p.add_argument('--data-fraction', type=_fraction, help='share of training posts per trial (default 0.5 / 1.0)')
     p.add_argument('--max-seq-length', type=_positive(int), action='append', help='sequence length choice(s) of the space (repeatable; default 64, 128, 256)')
     p.add_argument('--evals-per-epoch', type=_positive(int), help='validation passes per epoch (default 4 / 2)')
+    p.add_argument('--task', choices=TASKS, help='criteria (post head), both (post + sentence evidence heads) or auto (default: both when the data has sentence annotations)')
+    p.add_argument('--objective', choices=OBJECTIVES, help="what trials are ranked by: criteria (post macro-F1) or mean (of post and evidence macro-F1); default auto = mean with task both (stage1 only: stage2 keeps stage1's)")
     p.add_argument('--seed', type=int, default=42, help='training seed of every trial')
     p.add_argument('--sampler-seed', type=int, default=0, help='TPE seed of the first worker')
     p.add_argument('--keep-best-k', type=_positive(int), default=1, help='checkpoints kept: the best k trials')
@@ -60,7 +63,8 @@ def job_from_args(args:argparse.Namespace, # parsed stage flags
     "A `SearchJob` from parsed flags."
     from dataaug_multi_both.hpo import SearchJob
     base = {k: v for k, v in (('epochs', args.epochs), ('data_fraction', args.data_fraction), ('max_layers', args.max_layers),
-                              ('evals_per_epoch', args.evals_per_epoch), ('seed', args.seed)) if v is not None}
+                              ('evals_per_epoch', args.evals_per_epoch), ('seed', args.seed),
+                              ('task', getattr(args, 'task', None)), ('objective', getattr(args, 'objective', None))) if v is not None}
     extra = {k: getattr(args, k) for k in ('stage1_study', 'top_k', 'enqueue', 'min_resource', 'reduction_factor') if getattr(args, k, None) is not None}
     return SearchJob(stage=stage, storage=args.storage, study_name=args.study_name, n_trials=args.trials, jobs=args.jobs,
                      backbone=args.model, data_dir=args.data_dir, split_seed=args.split_seed, base=base,
