@@ -315,12 +315,16 @@ def prepare_study(job:SearchJob # the stage's settings
     storage = open_storage(job.storage)
     fresh = job.study_name not in optuna.get_all_study_names(storage)
     if job.stage == 2 and fresh: space, report, best = narrowed_from_stage1(job)   # fails before creating anything
+    if job.stage == 1 and fresh:                                      # the objective, fixed for the study's life (UserError on bad data)
+        from dataaug_multi_both.run import load_splits, search_objective
+        objective, tasks = search_objective(config_from_dict(job.base), load_splits(job.data_dir, job.split_seed))
     study = open_study(job)
     stored = load_space(study)
     if stored is not None: return study, stored
     if job.stage == 1:                                                # starts from the default configuration
-        from dataaug_multi_both.run import load_splits, search_objective
-        objective, tasks = search_objective(config_from_dict(job.base), load_splits(job.data_dir, job.split_seed))
+        if not fresh:
+            from dataaug_multi_both.run import load_splits, search_objective
+            objective, tasks = search_objective(config_from_dict(job.base), load_splits(job.data_dir, job.split_seed))
         space = base_space(1, max_seq_lengths=job.max_seq_lengths, tasks=tasks)
         save_space(study, space, None)
         study.set_user_attr('objective', objective)
