@@ -158,6 +158,12 @@ def format_summary(summary:dict # what `study_summary` returned
              + (f"; pruned share {s['pruned_share']:.0%} of finished trials" if s['pruned_share'] is not None else '')]
     b = s['best']
     if b: lines.append(f"best: trial {b['number']}, val macro-F1 {_num(b['value'])}, test macro-F1 {_num(b['test_macro_f1'])}")
+    ev = (b or {}).get('evaluation_report') or {}
+    if ev.get('task') == 'both':
+        fe = (s.get('tfidf_baseline') or {}).get('evidence') or {}
+        lines.append(f"evidence (objective {ev.get('objective')}): test evidence macro-F1 {_num(ev.get('test_evidence_macro_f1'))}, "
+                     f"recall@1 {_num(ev.get('test_evidence_recall_at_1'))}, recall@3 {_num(ev.get('test_evidence_recall_at_3'))}; "
+                     f"TF-IDF sentence floor {_num(fe.get('test_evidence_macro_f1'))}, recall@3 {_num(fe.get('test_evidence_recall_at_3'))}")
     else: lines.append('best: no complete trial yet')
     f = s.get('tfidf_baseline') or {}
     lines.append(f"TF-IDF floor (same split): test macro-F1 {_num(f['test_macro_f1'])}, val {_num(f['val_macro_f1'])}"
@@ -222,6 +228,13 @@ def _html(s:dict, figs:list) -> str:
             ('best trial', b['number'] if b else '-'), ('best val macro-F1 (cross-fitted)', _num(b['value']) if b else '-'),
             ('best test macro-F1', _num(b['test_macro_f1']) if b else '-'),
             ('TF-IDF floor test macro-F1 (same split)', _num(f['test_macro_f1']) if 'test_macro_f1' in f else f"skipped: {f.get('skipped')}")]
+    bev = (b or {}).get('evaluation_report') or {}
+    if bev.get('task') == 'both':
+        fe = f.get('evidence') or {}
+        nums += [('objective', f"{bev.get('objective')} (mean = mean of post and evidence validation macro-F1)"),
+                 ('best test evidence macro-F1 (sentences)', _num(bev.get('test_evidence_macro_f1'))),
+                 ('best test evidence recall@1 / @3', f"{_num(bev.get('test_evidence_recall_at_1'))} / {_num(bev.get('test_evidence_recall_at_3'))}"),
+                 ('TF-IDF sentence floor test evidence macro-F1 / recall@3', f"{_num(fe.get('test_evidence_macro_f1'))} / {_num(fe.get('test_evidence_recall_at_3'))}")]
     if rc: nums.append(('Stage 1 -> Stage 2 Spearman rho', f"{rc['rho']:.3f} (n={rc['n']}, p={rc['p_value']:.2g})" if rc['rho'] is not None else f"not computed: {rc['reason']}"))
     parts = [f'<h1>Search report: {esc(s["study"])}</h1>', f'<p class="warn">{esc(DISCLAIMER)}</p>',
              '<h2>Summary</h2>', _table(None, nums)]
