@@ -76,24 +76,37 @@ def _json_default(o):
     raise TypeError(f'{type(o).__name__} is not JSON serialisable')
 
 # %% ../nbs/00_core.ipynb #9f0a362f
-def writable_dir(path:str|Path, # a directory to create (if needed) and write into
-                 what:str='output directory' # how the error names it
+def writable_dir(path:str|Path, # a directory to write into
+                 what:str='output directory', # how the error names it
+                 create:bool=True # False: only check that it could be created, and leave nothing behind
                 ) -> Path:
-    "Create `path` and prove it is writable, or raise `UserError`."
+    "Create `path` (or check that it could be) and prove it is writable, or raise `UserError`."
     path = Path(path)
+    hint = f'{what} {str(path)!r} is not writable'
+    if not create:                                                     # the nearest existing folder decides
+        p = path.absolute()
+        while not p.exists() and p != p.parent: p = p.parent
+        if not p.is_dir(): raise UserError(f'{hint} ({str(p)!r} is not a directory): choose another with --out/--experiments-dir')
+        if not os.access(p, os.W_OK | os.X_OK): raise UserError(f'{hint} (permission denied): choose another with --out/--experiments-dir')
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, prefix='.write-probe-', delete=True)
         probe.close()
     except OSError as e:
-        raise UserError(f'{what} {str(path)!r} is not writable ({e.strerror}): choose another with --out/--experiments-dir') from None
+        raise UserError(f'{hint} ({e.strerror}): choose another with --out/--experiments-dir') from None
     return path
 
 # %% ../nbs/00_core.ipynb #57dbdde6
 def redact_url(url:str # a storage URL such as postgresql://user:secret@host/db
               ) -> str:
-    "The URL with any password replaced by `***`."
-    return re.sub(r'(//[^/:@]+:)[^@/]*@', r'\1***@', url)
+    "The URL with every password replaced by `***`: in the user part (even with a raw `@` or `/` in it) and in the query."
+    scheme, sep, rest = url.partition('://')
+    if not sep: return url
+    if not scheme.startswith('sqlite'):
+        at = rest.rfind('@', 0, rest.find('?') if '?' in rest else len(rest))   # the last `@` before the query ends the user part
+        if at >= 0 and ':' in rest[:at]: rest = rest[:rest.index(':')] + ':***' + rest[at:]
+    return scheme + sep + re.sub(r'(?i)([?&](?:password|passwd|pwd|sslpassword)=)[^&#]*', r'\1***', rest)
 
 # %% ../nbs/00_core.ipynb #2e473e5f
 def versions() -> dict[str, str]:

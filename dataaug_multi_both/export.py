@@ -28,8 +28,8 @@ def best_trial(storage_url:str, # the search's Optuna storage URL
     "The study and its best complete trial (`optuna.trial.FrozenTrial`), or `UserError`."
     import optuna
     from optuna.trial import TrialState
-    from dataaug_multi_both.hpo import open_storage
-    storage = open_storage(storage_url)
+    from dataaug_multi_both.storage import open_storage
+    storage = open_storage(storage_url, create=False)
     try: study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         names = optuna.get_all_study_names(storage)
@@ -60,12 +60,13 @@ def trial_setup(trial, # the best trial (`FrozenTrial`)
     report = _read_json(tdir/'evaluation_report.json') or {}
     ckpt = _read_json(tdir/'checkpoint'/'classifier.json') or {}
     attrs, notes = trial.user_attrs, []
+    rec = attrs.get('record') if isinstance(attrs.get('record'), dict) else {}   # the TrialRecord the search stored
     def pick(name, given, *sources):
         if given is not None: return given, 'given'
         for where, d in sources:
             if name in d: return d[name], where
         return None, None
-    srcs = (('trial user attrs', attrs), ('checkpoint/classifier.json', ckpt), ('evaluation_report.json', report))
+    srcs = (('trial record', rec), ('trial user attrs', attrs), ('checkpoint/classifier.json', ckpt), ('evaluation_report.json', report))
     bb, bb_from = pick('backbone', backbone, *srcs)
     if bb is None: raise UserError(f'cannot tell which backbone trial {trial.number} used (no {str(tdir/"evaluation_report.json")!r}): '
                                    'pass --model, or --experiments-dir pointing at the search\'s directory')
@@ -74,18 +75,19 @@ def trial_setup(trial, # the best trial (`FrozenTrial`)
                                         "pass --data-dir (or --data-dir demo), or --experiments-dir pointing at the search's directory")
     ss, ss_from = pick('split_seed', split_seed, *srcs)
     if ss is None: ss, ss_from = 0, 'default'; notes.append('split seed not recorded: used 0, the search default')
-    if 'config' in attrs: cfg, cfg_from = config_from_dict(attrs['config']), "trial user attr 'config'"
+    if 'config' in rec: cfg, cfg_from = config_from_dict(rec['config']), 'trial record'
+    elif 'config' in attrs: cfg, cfg_from = config_from_dict(attrs['config']), "trial user attr 'config'"
     elif 'hyperparameters' in report: cfg, cfg_from = config_from_dict(report['hyperparameters']), 'evaluation_report.json hyperparameters'
     else:
-        from dataaug_multi_both.hpo import STAGE_DEFAULTS
+        from dataaug_multi_both.hpo import STAGES
         from dataaug_multi_both.model import encoder_depth, resolve_backbone
         from dataaug_multi_both.space import params_to_config
-        d = STAGE_DEFAULTS[2]
+        d = STAGES[2].defaults
         base = config_from_dict({k: d[k] for k in ('epochs', 'data_fraction', 'evals_per_epoch')})
         cfg, _ = params_to_config(trial.params, base, encoder_depth(resolve_backbone(bb), base.max_layers))
         cfg_from = 'trial params on the Stage 2 defaults'
         notes.append('the trial has no recorded configuration: its params were mapped onto the Stage 2 defaults')
-    names = (report.get('data') or {}).get('label_names') or ckpt.get('label_names') or list(attrs.get('thresholds') or {})
+    names = rec.get('label_names') or (report.get('data') or {}).get('label_names') or ckpt.get('label_names') or list(attrs.get('thresholds') or {})
     return {'config': cfg, 'backbone': bb, 'data_dir': None if dd in (None, 'demo', 'demo corpus') else str(dd),
             'split_seed': int(ss), 'include_special_case': SPECIAL_CASE in names, 'search_data': report.get('data'),
             'sources': {'config': cfg_from, 'backbone': bb_from, 'data_dir': dd_from, 'split_seed': ss_from}, 'notes': notes}
@@ -166,7 +168,7 @@ def _drop_stale_seeds(d:Path, seeds) -> None:
 def export_best(storage_url:str, # the search's Optuna storage URL
                 study_name:str=DEFAULT_STUDY, # the study whose best trial is exported
                 seeds:int=3, # re-training seeds
-                base_seed:int=42, # seeds are base_seed, base_seed+1, ...
+                base_seed:int=1, # seeds are base_seed, base_seed+1, ... (the search trains with seed 42: keep it out)
                 out_dir:str|Path|None=None, # default: <experiments_dir>/<study>/export
                 data_dir:str|None=None, # override the trial's data directory ('demo': the demo corpus)
                 backbone:str|None=None, # override the trial's backbone
@@ -270,7 +272,7 @@ def add_export_args(p:argparse.ArgumentParser, # the parser (or subparser) to ex
         p.add_argument('--study-name', default=DEFAULT_STUDY, help=f'study whose best trial is exported (default: {DEFAULT_STUDY})')
         p.add_argument('--experiments-dir', default='experiments', help="the search's output directory, where trial reports are (default: experiments)")
     p.add_argument('--seeds', type=int, default=3, help='re-training seeds (default: 3)')
-    p.add_argument('--base-seed', type=int, default=42, help='first seed; the others follow it (default: 42)')
+    p.add_argument('--base-seed', type=int, default=1, help='first seed; the others follow it (default: 1; the search trained with 42)')
     p.add_argument('--out', default=None, help='export directory (default: <experiments-dir>/<study>/export)')
     p.add_argument('--data-dir', default=None, help="override the trial's data directory ('demo' = the demo corpus)")
     p.add_argument('--model', default=None, help="override the trial's backbone ('minilm', 'tiny', a directory or a cached model id)")
@@ -282,7 +284,7 @@ def add_export_args(p:argparse.ArgumentParser, # the parser (or subparser) to ex
 def export_main(args:argparse.Namespace # parsed `add_export_args` flags
                ) -> dict:
     "Run `export_best` from parsed flags, printing progress to stderr and the summary path to stdout."
-    from dataaug_multi_both.hpo import DEFAULT_STORAGE
+    from dataaug_multi_both.storage import DEFAULT_STORAGE
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')

@@ -8,6 +8,7 @@ import dataclasses, json, math
 from typing import Any, Iterable
 
 import numpy as np
+import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -15,8 +16,8 @@ from .core import UserError
 from .space import CatKnob, FloatKnob, IntKnob, Knob, SearchSpace, _is_number
 
 # %% auto #0
-__all__ = ['SPACE_ATTR', 'REPORT_ATTR', 'MAX_ATTR_CHARS', 'ranked_trials', 'QuantileBand', 'FrequentChoices', 'narrow_space',
-           'within', 'clip_params', 'save_space', 'load_space', 'load_report']
+__all__ = ['SPACE_ATTR', 'REPORT_ATTR', 'MAX_ATTR_CHARS', 'ranked_trials', 'rank_at_shared_rung', 'QuantileBand',
+           'FrequentChoices', 'narrow_space', 'within', 'clip_params', 'save_space', 'load_space', 'load_report']
 
 # %% ../nbs/14_narrow.ipynb #74b9f661
 def ranked_trials(trials:Iterable[FrozenTrial], # a study's trials, in any state
@@ -35,6 +36,37 @@ def _direction(d) -> str:
     name = d.name.lower() if isinstance(d, StudyDirection) else str(d).lower()
     if name not in ('maximize', 'minimize'): raise UserError(f"direction must be 'maximize' or 'minimize' (got {d!r})")
     return name
+
+# %% ../nbs/14_narrow.ipynb #64087e21
+def rank_at_shared_rung(trials:Iterable[FrozenTrial], # a study's trials, in any state
+                        top_k:int=50, # how many trials the ranking must hold (fewer trials: all of them)
+                        direction:str|StudyDirection='maximize' # the study's direction
+                       ) -> tuple[list[FrozenTrial], dict]:
+    "Complete and pruned trials valued at the deepest validation pass `top_k` of them share, best first, and how."
+    trials = list(trials)
+    reported = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.intermediate_values]
+    if not reported:                                                  # made by code that reports no passes: final values
+        ranked = ranked_trials(trials, direction)
+        return ranked, {'rule': 'final_value', 'step': None, 'n_ranked': len(ranked), 'n_complete': len(ranked), 'n_pruned': 0,
+                        'text': f'{len(ranked)} complete Stage 1 trials ranked by their final value (no trial reported validation passes)'}
+    need = max(1, min(top_k, len(reported)))
+    steps = sorted({s for t in reported for s in t.intermediate_values}, reverse=True)
+    step = next((s for s in steps if sum(s in t.intermediate_values for t in reported) >= need), None)
+    out = []
+    for t in reported:
+        v = t.intermediate_values.get(step) if step is not None else None
+        if v is None or not math.isfinite(v): continue
+        c = optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=v, user_attrs=t.user_attrs,
+                                      intermediate_values=t.intermediate_values)
+        c.number = t.number; out.append(c)
+    ranked = ranked_trials(out, direction)
+    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
+    n_done = sum(t.number in complete for t in ranked)
+    info = {'rule': 'shared_rung', 'step': step, 'n_ranked': len(ranked), 'n_complete': len(complete),
+            'n_pruned': sum(t.state == TrialState.PRUNED for t in trials),
+            'text': (f'{len(ranked)} Stage 1 trials ({n_done} complete, {len(ranked) - n_done} pruned) ranked by their '
+                     f'validation score at pass {step}, the deepest pass at least {need} of them reached')}
+    return ranked, info
 
 # %% ../nbs/14_narrow.ipynb #ec275cb7
 class QuantileBand:
@@ -220,25 +252,23 @@ def save_space(study, # an `optuna.Study`
     if stored is not None and stored != space and not overwrite:
         raise UserError(f'study {study.study_name!r} already holds a different search space, which its trials were sampled from: '
                         'resume it with the stored space (load_space) or give Stage 2 a new study name')
-    study.set_user_attr(SPACE_ATTR, space.to_json())
+    study.set_user_attr(SPACE_ATTR, json.loads(space.to_json()))  # JSON objects, so optuna-dashboard shows them as such
     if report is not None: study.set_user_attr(REPORT_ATTR, _fit_report(report))
 
-def _fit_report(report:dict) -> str:
-    "The report as compact JSON, without the per-knob values if it would not fit a TEXT column."
-    s = json.dumps(report, separators=(',', ':'))
-    if len(s.encode()) <= MAX_ATTR_CHARS: return s
-    slim = {**report, 'notes': report.get('notes', []) + ['per-knob top values left out to fit the storage'],
+def _fit_report(report:dict) -> dict:
+    "The report, without the per-knob values if its JSON would not fit a TEXT column."
+    if len(json.dumps(report, separators=(',', ':')).encode()) <= MAX_ATTR_CHARS: return report
+    return {**report, 'notes': report.get('notes', []) + ['per-knob top values left out to fit the storage'],
             'knobs': {k: {kk: vv for kk, vv in v.items() if kk != 'values'} for k, v in report.get('knobs', {}).items()}}
-    return json.dumps(slim, separators=(',', ':'))
 
 def load_space(study # an `optuna.Study` (or anything with `user_attrs`)
               ) -> SearchSpace|None:
     "The search space stored on `study`, or None if it has none."
-    s = study.user_attrs.get(SPACE_ATTR)
-    return None if s is None else SearchSpace.from_json(s)
+    s = study.user_attrs.get(SPACE_ATTR)                            # a JSON object (or a string, in older studies)
+    return None if s is None else SearchSpace.from_json(s if isinstance(s, str) else json.dumps(s))
 
 def load_report(study # an `optuna.Study` (or anything with `user_attrs`)
                ) -> dict|None:
     "The narrowing report stored on `study`, or None if it has none."
     s = study.user_attrs.get(REPORT_ATTR)
-    return None if s is None else json.loads(s)
+    return json.loads(s) if isinstance(s, str) else s

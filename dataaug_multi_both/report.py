@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from .core import UserError, atomic_write_bytes, atomic_write_json, redact_url, versions, writable_dir
-from .hpo import open_storage
+from .storage import open_storage
 from .narrow import load_report, ranked_trials
 from . import plots
 

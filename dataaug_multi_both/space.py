@@ -15,7 +15,7 @@ from .config import (AUG_METHODS, EVIDENCE_POOLINGS, LOSSES, OPTIMIZERS, POOLING
 from .core import UserError
 
 # %% auto #0
-__all__ = ['BATCH_ACCUM', 'MAX_SEQ_LENGTHS', 'Knob', 'FloatKnob', 'IntKnob', 'CatKnob', 'SearchSpace', 'base_space',
+__all__ = ['BATCH_ACCUM', 'MAX_SEQ_LENGTHS', 'ADAMS', 'Knob', 'FloatKnob', 'IntKnob', 'CatKnob', 'SearchSpace', 'base_space',
            'search_tasks', 'knob_fields', 'parse_batch_accum', 'params_to_config']
 
 # %% ../nbs/13_space.ipynb #911ffc7e
@@ -235,6 +235,7 @@ class SearchSpace:
 # %% ../nbs/13_space.ipynb #043e3ee2
 BATCH_ACCUM = ('16x1', '8x2', '32x1', '16x2', '8x4', '64x1', '32x2', '16x4', '64x2', '32x4')
 MAX_SEQ_LENGTHS = (64, 128, 256)
+ADAMS = tuple(o for o in OPTIMIZERS if o.startswith('adam'))
 
 def base_space(stage:int=1, # 1: the broad Stage 1 space; 2: adds `decision_thresholds_per_class`
                max_seq_lengths:Iterable[int]|None=None, # choices of max_seq_length (default 64, 128, 256)
@@ -251,19 +252,21 @@ def base_space(stage:int=1, # 1: the broad Stage 1 space; 2: adds `decision_thre
     focal = tuple(l for l in LOSSES if 'focal' in l)
     weighted = tuple(l for l in LOSSES if 'weighted' in l)
     hybrid = tuple(l for l in LOSSES if l.startswith('hybrid'))
+    augmenting = tuple(m for m in AUG_METHODS if m != 'none')
     knobs = [
         FloatKnob('learning_rate', 5e-6, 3e-3, log=True),
         FloatKnob('weight_decay', 1e-6, 0.1, log=True),
         CatKnob('optimizer', OPTIMIZERS),
         FloatKnob('momentum', 0.0, 0.95, when=('optimizer', ('sgd',))),
-        FloatKnob('adam_beta1', 0.80, 0.95),
-        FloatKnob('adam_beta2', 0.95, 0.999),
-        FloatKnob('adam_epsilon', 1e-9, 1e-7, log=True),
+        FloatKnob('adam_beta1', 0.80, 0.95, when=('optimizer', ADAMS)),          # only Adam's family reads them
+        FloatKnob('adam_beta2', 0.95, 0.999, when=('optimizer', ADAMS)),
+        FloatKnob('adam_epsilon', 1e-9, 1e-7, log=True, when=('optimizer', ADAMS)),
         FloatKnob('gradient_clip_val', 0.0, 1.0),
         CatKnob('lr_scheduler_type', SCHEDULERS),
         IntKnob('cycle_length', 1, 5, when=('lr_scheduler_type', ('cosine_with_restarts',))),
         FloatKnob('warmup_ratio', 0.0, 0.2),
         FloatKnob('layerwise_lr_decay', 0.90, 1.0),
+        FloatKnob('head_lr_scale', 1.0, 50.0, log=True),                              # the head's rate over the encoder's
         CatKnob('batch_accum', BATCH_ACCUM),
         CatKnob('pooling', POOLINGS),
         IntKnob('head_hidden_dim', 256, 768, step=64),
@@ -279,7 +282,7 @@ def base_space(stage:int=1, # 1: the broad Stage 1 space; 2: adds `decision_thre
         CatKnob('max_seq_length', seqs),
         CatKnob('truncation_side', TRUNCATION_SIDES),
         CatKnob('augmentation_method', AUG_METHODS),
-        FloatKnob('augmentation_prob', 0.0, 0.4),
+        FloatKnob('augmentation_prob', 0.0, 0.4, when=('augmentation_method', augmenting)),
         FloatKnob('eda_delete_prob', 0.0, 0.3, when=('augmentation_method', ('eda',))),
         FloatKnob('eda_swap_prob', 0.0, 0.3, when=('augmentation_method', ('eda',))),
         CatKnob('task', tuple(tasks)),
@@ -289,7 +292,7 @@ def base_space(stage:int=1, # 1: the broad Stage 1 space; 2: adds `decision_thre
     if stage == 2: knobs.append(CatKnob('decision_thresholds_per_class', (False, True)))
     return SearchSpace(knobs)
 
-# %% ../nbs/13_space.ipynb #64d882e9
+# %% ../nbs/13_space.ipynb #5c7ce7c3
 def search_tasks(objective:str, # the study's objective: 'criteria' or 'mean'
                  has_evidence:bool # whether the data has sentence annotations that map onto its posts
                 ) -> tuple[str, ...]:

@@ -5,108 +5,105 @@
 # %% ../../nbs/21_cli_hpo.ipynb #8d6a955b
 from __future__ import annotations
 from fastcore.imports import IN_IPYTHON
-import argparse, json, sys, time
+import argparse, dataclasses, json, sys, time
 from pathlib import Path
 
-from ..core import cli_entry, set_offline
-from ..config import OBJECTIVES, TASKS
+from fastcore.docments import docments
+
+from ..core import UserError, cli_entry, set_offline
+from ..config import TrainConfig
+from ..storage import DEFAULT_STORAGE
+from ..hpo import STAGES, SearchJob, run_stage
 
 # %% auto #0
-__all__ = ['DEMO', 'add_common', 'add_search', 'job_from_args', 'parser', 'run_demo', 'main']
+__all__ = ['FLAG_NAMES', 'STAGE_ONLY', 'BASE_FLAGS', 'DEMO', 'add_job_flags', 'job_from_args', 'add_storage_flags', 'parser',
+           'run_demo', 'main']
 
 # %% ../../nbs/21_cli_hpo.ipynb #5718198d
-def _positive(kind):
-    def parse(s):
-        v = kind(s)
-        if v <= 0: raise argparse.ArgumentTypeError(f'must be > 0 (got {s})')
-        return v
-    return parse
+FLAG_NAMES = {'n_trials': ('--trials', '--n-trials'), 'backbone': ('--backbone', '--model'),
+              'max_seq_lengths': ('--max-seq-length',), 'sampler_seed': ('--sampler-seed',)}
+STAGE_ONLY = {'min_resource': 1, 'reduction_factor': 1, 'stage1_study': 2, 'top_k': 2, 'enqueue': 2}
+BASE_FLAGS = ('epochs', 'data_fraction', 'evals_per_epoch', 'max_layers', 'seed', 'task', 'objective')
 
-def _fraction(s):
-    v = float(s)
-    if not 0 < v <= 1: raise argparse.ArgumentTypeError(f'must be in (0, 1] (got {s})')
-    return v
+def _names(field:str) -> list[str]:
+    "A field's flag names: the preferred one first, then aliases, each with dashes and with underscores."
+    out = []
+    for n in FLAG_NAMES.get(field, ('--' + field.replace('_', '-'),)):
+        out += [n] + ([n.replace('-', '_').replace('__', '--', 1)] if '-' in n[2:] else [])
+    return out
 
-def add_common(p:argparse.ArgumentParser # a subcommand's parser
-              ) -> argparse.ArgumentParser:
-    "Storage, study and experiments flags shared by every subcommand."
-    p.add_argument('--storage', default='sqlite:///experiments/optuna.db', help='Optuna storage URL (sqlite:///file.db, postgresql://user@host/db)')
-    p.add_argument('--study-name', help='study to create, resume or read (default: stage1_broad / stage2_exploit)')
-    p.add_argument('--experiments-dir', default='experiments', help='where trial reports, checkpoints and reports go')
-    return p
+def _kind(t:str):
+    "An argparse `type` for a field's annotation."
+    if t.startswith('int'): return int
+    if t.startswith('float'): return float
+    return None
 
-def add_search(p:argparse.ArgumentParser # stage1 / stage2 / demo parser
-              ) -> argparse.ArgumentParser:
-    "Flags of a search stage."
-    p.add_argument('--trials', type=_positive(int), help='target number of trials in the study (pruned and failed count)')
-    p.add_argument('--jobs', type=_positive(int), default=1, help='worker processes (default 1)')
-    p.add_argument('--model', default='minilm', help="'minilm', 'tiny', a local model directory or a cached model id")
-    p.add_argument('--max-layers', type=_positive(int), help='keep only the first N encoder layers (pretrained)')
-    p.add_argument('--data-dir', help='ReDSM5 directory (default: the generated demo corpus)')
-    p.add_argument('--split-seed', type=int, default=0, help='seed of the train/val/test split')
-    p.add_argument('--epochs', type=_positive(float), help='epochs per trial (default 2 / 8)')
-    p.add_argument('--data-fraction', type=_fraction, help='share of training posts per trial (default 0.5 / 1.0)')
-    p.add_argument('--max-seq-length', type=_positive(int), action='append', help='sequence length choice(s) of the space (repeatable; default 64, 128, 256)')
-    p.add_argument('--evals-per-epoch', type=_positive(int), help='validation passes per epoch (default 4 / 2)')
-    p.add_argument('--task', choices=TASKS, help='criteria (post head), both (post + sentence evidence heads) or auto (default: both when the data has sentence annotations)')
-    p.add_argument('--objective', choices=OBJECTIVES, help="what trials are ranked by: criteria (post macro-F1) or mean (of post and evidence macro-F1); default auto = mean with task both (stage1 only: stage2 keeps stage1's)")
-    p.add_argument('--seed', type=int, default=42, help='training seed of every trial')
-    p.add_argument('--sampler-seed', type=int, default=0, help='TPE seed of the first worker')
-    p.add_argument('--keep-best-k', type=_positive(int), default=1, help='checkpoints kept: the best k trials')
-    p.add_argument('--max-batch', type=_positive(int), help='hardware cap on posts per forward pass (accumulation keeps the effective batch)')
-    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar over trials (default: on a terminal)')
+def add_job_flags(p:argparse.ArgumentParser, # a stage's parser
+                  stage:int # 1 or 2: which stage-only flags and which defaults to show
+                 ) -> argparse.ArgumentParser:
+    "One flag per `SearchJob` field (and per fixed `TrainConfig` value), with its comment and default as help."
+    docs, d = docments(SearchJob), STAGES[stage].defaults
+    for f in dataclasses.fields(SearchJob):
+        if f.name in ('stage', 'base') or STAGE_ONLY.get(f.name, stage) != stage: continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = d.get(f.name, default) if f.name in ('study_name', 'n_trials') else default
+        kw: dict = dict(dest=f.name, default=None, help=f'{docs.get(f.name) or ""} (default: {shown})')
+        if str(f.type) == 'bool': kw['action'] = argparse.BooleanOptionalAction
+        elif f.name == 'max_seq_lengths': kw.update(type=int, action='append')
+        elif _kind(str(f.type)): kw['type'] = _kind(str(f.type))
+        p.add_argument(*_names(f.name), **kw)
+    cdocs, g = docments(TrainConfig), p.add_argument_group('training values the stage fixes')
+    for name in BASE_FLAGS:
+        f = TrainConfig.__dataclass_fields__[name]
+        help = cdocs.get(name) if name != 'seed' else 'training seed of every trial (not the sampler seed)'
+        g.add_argument(*_names(name), dest=f'base_{name}', type=_kind(str(f.type)), default=None,
+                       help=f'{help} (default: {d.get(name, f.default)})')
+    p.add_argument('--json', action='store_true', help='print the summary as one JSON object instead of lines')
     return p
 
 def job_from_args(args:argparse.Namespace, # parsed stage flags
                   stage:int # 1 or 2
-                 ):
-    "A `SearchJob` from parsed flags."
-    from dataaug_multi_both.hpo import SearchJob
-    base = {k: v for k, v in (('epochs', args.epochs), ('data_fraction', args.data_fraction), ('max_layers', args.max_layers),
-                              ('evals_per_epoch', args.evals_per_epoch), ('seed', args.seed),
-                              ('task', getattr(args, 'task', None)), ('objective', getattr(args, 'objective', None))) if v is not None}
-    extra = {k: getattr(args, k) for k in ('stage1_study', 'top_k', 'enqueue', 'min_resource', 'reduction_factor') if getattr(args, k, None) is not None}
-    return SearchJob(stage=stage, storage=args.storage, study_name=args.study_name, n_trials=args.trials, jobs=args.jobs,
-                     backbone=args.model, data_dir=args.data_dir, split_seed=args.split_seed, base=base,
-                     experiments_dir=args.experiments_dir, keep_best_k=args.keep_best_k, seed=args.sampler_seed,
-                     max_seq_lengths=tuple(args.max_seq_length) if args.max_seq_length else None, max_batch=args.max_batch,
-                     progress=sys.stderr.isatty() if args.progress is None else args.progress, **extra)
+                 ) -> SearchJob:
+    "A `SearchJob` from parsed flags: only the flags given override its defaults."
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchJob) if getattr(args, f.name, None) is not None}
+    if 'max_seq_lengths' in given: given['max_seq_lengths'] = tuple(given['max_seq_lengths'])
+    if given.get('progress') is None: given['progress'] = sys.stderr.isatty() and not args.json
+    base = {k: getattr(args, f'base_{k}') for k in BASE_FLAGS if getattr(args, f'base_{k}', None) is not None}
+    return SearchJob(stage=stage, base=base, **given)
 
-# %% ../../nbs/21_cli_hpo.ipynb #95d4665b
+# %% ../../nbs/21_cli_hpo.ipynb #f3ab6381
+def add_storage_flags(p:argparse.ArgumentParser # report / export parser
+                     ) -> argparse.ArgumentParser:
+    "The storage, study and experiments flags of the commands that read a finished search."
+    docs = docments(SearchJob)
+    p.add_argument('--storage', '--storage-url', default=DEFAULT_STORAGE, help=f'{docs["storage"]} (default: {DEFAULT_STORAGE})')
+    p.add_argument('--study-name', '--study_name', default='stage2_exploit', help='study to read (default: stage2_exploit)')
+    p.add_argument('--experiments-dir', '--experiments_dir', default='experiments', help=f'{docs["experiments_dir"]} (default: experiments)')
+    return p
+
+# %% ../../nbs/21_cli_hpo.ipynb #704736ff
 def parser() -> argparse.ArgumentParser:
     "The `hpo` command and its subcommands."
+    from dataaug_multi_both.export import add_export_args
     p = argparse.ArgumentParser(prog='python -m dataaug_multi_both.cli.hpo',
         description='Two-stage Optuna search for fine-tuning an encoder to detect DSM-5 depression criteria. '
                     'Research tool: outputs are not a diagnosis.')
     sub = p.add_subparsers(dest='command', required=True)
-    s1 = add_search(add_common(sub.add_parser('stage1', help='broad, cheap search with successive-halving pruning')))
-    s1.add_argument('--min-resource', type=_positive(int), help='ASHA: validation passes before the first rung (default 2)')
-    s1.add_argument('--reduction-factor', type=_positive(int), help='ASHA: keep the top 1/N at each rung (default 3)')
-    s2 = add_search(add_common(sub.add_parser('stage2', help='narrow, full search over the space narrowed from Stage 1')))
-    s2.add_argument('--stage1-study', default='stage1_broad', help='the Stage 1 study to narrow from')
-    s2.add_argument('--top-k', type=_positive(int), default=50, help='Stage 1 trials the narrowing rests on')
-    s2.add_argument('--enqueue', type=int, default=8, help='best Stage 1 configurations re-run first')
-    r = add_common(sub.add_parser('report', help='summary table, importances, counts; writes report.html and report.json'))
-    r.add_argument('--top', type=_positive(int), default=10, help='rows of the top-trials table')
-    e = add_common(sub.add_parser('export', help='re-train the best configuration over seeds and export the best model'))
-    _export_args(e)
-    d = add_common(sub.add_parser('demo', help='the whole job on the demo corpus: Stage 1, Stage 2, report, export'))
-    d.add_argument('--jobs', type=_positive(int), default=1)
-    d.add_argument('--stage1-trials', type=_positive(int), default=DEMO['stage1_trials'])
-    d.add_argument('--stage2-trials', type=_positive(int), default=DEMO['stage2_trials'])
-    d.add_argument('--seeds', type=_positive(int), default=DEMO['seeds'])
-    d.add_argument('--model', default='minilm')
-    d.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None)
-    return p
-
-def _export_args(p):
-    p.add_argument('--seeds', type=_positive(int), default=3, help='re-training seeds (default 3)')
-    p.add_argument('--base-seed', type=int, default=1, help='first seed (default 1; the search trained with 42)')
-    p.add_argument('--out', help='export directory (default: <experiments-dir>/<study>/export)')
-    p.add_argument('--data-dir', help="override the study's data directory")
-    p.add_argument('--model', help="override the study's backbone")
-    p.add_argument('--split-seed', type=int, help="override the study's split seed")
-    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None)
+    add_job_flags(sub.add_parser('stage1', help='broad, cheap search with successive-halving pruning'), 1)
+    add_job_flags(sub.add_parser('stage2', help='narrow, full search over the space narrowed from Stage 1'), 2)
+    r = add_storage_flags(sub.add_parser('report', help='summary table, importances, counts; writes report.html and report.json'))
+    r.add_argument('--top', type=int, default=10, help='rows of the top-trials table (default: 10)')
+    r.add_argument('--json', action='store_true', help='print the summary as one JSON object')
+    add_export_args(add_storage_flags(sub.add_parser('export', help='re-train the best configuration over seeds and export the best model')), common=False)
+    d = sub.add_parser('demo', help='the whole job on the demo corpus: Stage 1, Stage 2, report, export')
+    d.add_argument('--storage', default=DEFAULT_STORAGE, help=f'Optuna storage URL (default: {DEFAULT_STORAGE})')
+    d.add_argument('--experiments-dir', default='experiments', help='where trial reports, checkpoints, the report and the export go (default: experiments)')
+    d.add_argument('--jobs', type=int, default=1, help='worker processes (default: 1)')
+    d.add_argument('--stage1-trials', type=int, default=DEMO['stage1_trials'], help=f"Stage 1 target trials (default: {DEMO['stage1_trials']})")
+    d.add_argument('--stage2-trials', type=int, default=DEMO['stage2_trials'], help=f"Stage 2 target trials (default: {DEMO['stage2_trials']})")
+    d.add_argument('--n-seeds', '--seeds', dest='seeds', type=int, default=DEMO['seeds'], help=f"export re-training seeds (default: {DEMO['seeds']})")
+    d.add_argument('--backbone', '--model', dest='model', default='minilm', help='encoder to fine-tune (default: minilm)')
+    d.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bars (default: on a terminal)')
     return p
 
 # %% ../../nbs/21_cli_hpo.ipynb #1fc3da91
@@ -116,7 +113,6 @@ DEMO = dict(stage1_trials=10, stage2_trials=4, seeds=3, max_layers=4, max_seq_le
 def run_demo(args:argparse.Namespace # parsed `demo` flags
             ) -> dict:
     "Stage 1, Stage 2, report and export on the demo corpus; return what it printed."
-    from dataaug_multi_both.hpo import SearchJob, run_stage
     from dataaug_multi_both.report import write_report, study_summary
     from dataaug_multi_both.export import export_best
     progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -131,17 +127,12 @@ def run_demo(args:argparse.Namespace # parsed `demo` flags
     print(_stage_line(s2), flush=True)
     html = write_report(args.storage, s2['study'], Path(args.experiments_dir)/s2['study'], experiments_dir=args.experiments_dir)
     summary = study_summary(args.storage, s2['study'], experiments_dir=args.experiments_dir)
-    ex = export_best(args.storage, s2['study'], seeds=args.seeds, base_seed=1, experiments_dir=args.experiments_dir,
+    ex = export_best(args.storage, s2['study'], seeds=args.seeds, experiments_dir=args.experiments_dir,
                      out_dir=Path(args.experiments_dir)/s2['study']/'export', progress=progress)
     out = {'stage1': s1, 'stage2': s2, 'report': str(html), 'export': ex.get('export_dir'), 'seconds': round(time.time() - t0, 1),
            'tfidf': summary.get('tfidf_baseline'), 'export_summary': ex}
     _print_demo(out)
     return out
-
-def _stage_line(s):
-    c = s['counts']; n = max(1, sum(c.values()))
-    return (f"{s['study']}: {c['COMPLETE']} complete, {c['PRUNED']} pruned ({c['PRUNED'] / n:.0%}), {c['FAIL']} failed"
-            f" in {s['seconds']:.0f}s; best val macro-F1 {s.get('best_value', float('nan')):.4f}")
 
 def _print_demo(out):
     ex, tf = out['export_summary'], out.get('tfidf') or {}
@@ -152,6 +143,11 @@ def _print_demo(out):
     print(f"report: {out['report']}\nexported model: {out['export']}\ntotal {out['seconds']:.0f}s  (research artefact, not a diagnosis)")
 
 # %% ../../nbs/21_cli_hpo.ipynb #960281b4
+def _stage_line(s):
+    c = s['counts']; n = max(1, c['COMPLETE'] + c['PRUNED'])
+    return (f"{s['study']}: {c['COMPLETE']} complete, {c['PRUNED']} pruned ({c['PRUNED'] / n:.0%}), {c['FAIL']} failed and re-run"
+            f" in {s['seconds']:.0f}s (stopped by {s['stopped_by']}); best val macro-F1 {s.get('best_value', float('nan')):.4f}")
+
 @cli_entry
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         ):
@@ -159,27 +155,21 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     args = parser().parse_args(argv)
     set_offline()
     if args.command in ('stage1', 'stage2'):
-        from dataaug_multi_both.hpo import run_stage
         s = run_stage(job_from_args(args, int(args.command[-1])))
-        print(_stage_line(s))
-        if s.get('best_params'): print('best params:', json.dumps(s['best_params'], sort_keys=True))
+        if args.json: print(json.dumps(s, default=str))
+        else:
+            print(_stage_line(s))
+            if s.get('best_params'): print('best params:', json.dumps(s['best_params'], sort_keys=True))
         return s
-    study = args.study_name or 'stage2_exploit'
     if args.command == 'report':
         from dataaug_multi_both.report import format_summary, study_summary, write_report
-        summary = study_summary(args.storage, study, top=args.top, experiments_dir=args.experiments_dir)
-        print(format_summary(summary))
-        html = write_report(args.storage, study, Path(args.experiments_dir)/study, experiments_dir=args.experiments_dir)
-        print(f'report: {html}')
+        summary = study_summary(args.storage, args.study_name, top=args.top, experiments_dir=args.experiments_dir)
+        html = write_report(args.storage, args.study_name, Path(args.experiments_dir)/args.study_name, experiments_dir=args.experiments_dir)
+        print(json.dumps({**summary, 'report_html': str(html)}, default=str) if args.json else f'{format_summary(summary)}\nreport: {html}')
         return summary
     if args.command == 'export':
-        from dataaug_multi_both.export import export_best
-        progress = sys.stderr.isatty() if args.progress is None else args.progress
-        ex = export_best(args.storage, study, seeds=args.seeds, base_seed=args.base_seed, experiments_dir=args.experiments_dir,
-                         out_dir=args.out or Path(args.experiments_dir)/study/'export', data_dir=args.data_dir,
-                         backbone=args.model, split_seed=args.split_seed, progress=progress, log=lambda s: print(s, file=sys.stderr))
-        print(f"test macro-F1 {ex['test_mean']:.4f} ± {ex['test_std']:.4f} over seeds {ex['seeds']}; model: {ex['export_dir']}")
-        return ex
+        from dataaug_multi_both.export import export_main
+        return export_main(args)
     return run_demo(args)
 
 # %% ../../nbs/21_cli_hpo.ipynb #ab15704e
