@@ -72,8 +72,8 @@ def tfidf_floor(eval_report:dict|None # the best trial's evaluation report (name
     if eval_report.get('task') == 'both':                            # the sentence floor beside the evidence head
         from dataaug_multi_both.sentences import evidence_floor, sentence_labels
         if (key, 'evidence') not in _FLOORS:
-            _FLOORS[(key, 'evidence')] = evidence_floor(*[x for part in (sp.train, sp.val, sp.test) for x in (part.texts, sentence_labels(part))],
-                                                        threshold_mode=mode)
+            _FLOORS[(key, 'evidence')] = evidence_floor(sp.train.texts, sentence_labels(sp.train), sp.val.texts, sentence_labels(sp.val),
+                                                        sp.test.texts, sentence_labels(sp.test), threshold_mode=mode)
         out['evidence'] = _FLOORS[(key, 'evidence')]
     d = eval_report.get('data') or {}
     if (d.get('n_val'), d.get('n_test')) not in ((None, None), (len(sp.val), len(sp.test))):
@@ -289,10 +289,11 @@ def write_report(storage_url:str, # an Optuna storage URL
                      'trials\' values (diamond: the best); dark bars: the Stage 2 range. Hover a Stage 2 bar for the notes that shaped it.')))
     ev = (s['best'] or {}).get('evaluation_report')
     if s['best']: figs.append(('Best trial per class', plots.plot_per_class(ev or {'trial': s['best']['number']}), None))
-    if (ev or {}).get('task') == 'both':
+    evr = ev or {}
+    if evr.get('task') == 'both':
         fl = s['tfidf_baseline'] or {}
-        figs.append(('Evidence sentences', plots.plot_evidence(ev, {**(fl.get('evidence') or {}), 'test_macro_f1': fl.get('test_macro_f1')}),
-                     f"The search's objective: {ev.get('objective')} (mean = mean of the post and evidence validation macro-F1, both cross-fitted)."))
+        figs.append(('Evidence sentences', plots.plot_evidence(evr, {**(fl.get('evidence') or {}), 'test_macro_f1': fl.get('test_macro_f1')}),
+                     f"The search's objective: {evr.get('objective')} (mean = mean of the post and evidence validation macro-F1, both cross-fitted)."))
     if s['rank_correlation']:
         s1 = optuna.load_study(study_name=s['rank_correlation']['stage1_study'], storage=_open_storage(storage_url)) if s['rank_correlation']['pairs'] else None
         figs.append(('Stage 1 vs Stage 2', plots.plot_rank_correlation(s1, study) if s1 else

@@ -105,7 +105,7 @@ def run_config(cfg:TrainConfig, # every knob of the run
         ev = None
         if objective == 'mean':
             sv = sv or sentence_labels(splits.val)
-            ev = evidence_crossfit_f1(sv.labels, p.val_sentence_probs, cfg.threshold_mode)
+            ev = evidence_crossfit_f1(sv.labels, p.val_sentence_probs or [], cfg.threshold_mode)
         score = objective_value(objective, crossfit_macro_f1(yv, p.val_probs, cfg.threshold_mode), ev)
         if on_eval: on_eval(p, score)
         return score

@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score
 
 from .config import TASKS
 from .core import UserError
-from .data import ANNOTATIONS_FILE, Corpus, Post
+from .data import ANNOTATIONS_FILE, Corpus
 from .thresholds import apply_thresholds, tune_thresholds
 
 # %% auto #0
@@ -262,7 +262,7 @@ def top_evidence(text:str, # the post
     out = {}
     for n in flagged:
         c = names.index(n)
-        order = np.argsort(-probs[:, c], kind='stable')[:k] if len(spans) else []
+        order = np.argsort(-probs[:, c], kind='stable')[:k] if len(spans) else np.zeros(0, int)
         out[n] = [{'sentence': text[spans[i][0]:spans[i][1]], 'score': round(float(probs[i, c]), 4),
                    'start': int(spans[i][0]), 'end': int(spans[i][1])} for i in order]
     return out

@@ -354,6 +354,7 @@ def train(cfg:TrainConfig, # every knob of the run
                     loss = loss_fn(logits.float(), y_train[batch].to(device))
                 else:                                                 # both heads from one encoder pass
                     sid, ys = collate_evidence(train_ev, batch, x.shape[1])
+                    assert ev_loss_fn is not None
                     with autocast(precision): logits, slog, has = model(x.to(device), m.to(device), sid.to(device), ys.shape[1])
                     loss = loss_fn(logits.float(), y_train[batch].to(device)) + cfg.evidence_loss_weight * ev_loss_fn(slog, ys, has)
                 if not torch.isfinite(loss):

@@ -1,5 +1,4 @@
 """The "both" evidence head: sentence mapping, head shapes and masks, metrics against scikit-learn, bad input."""
-import warnings
 
 import numpy as np
 import optuna

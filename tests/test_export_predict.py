@@ -65,7 +65,6 @@ def test_export_summary(search, exported):
         rep = json.loads((d / 'seeds' / f'seed_{r["seed"]}' / 'evaluation_report.json').read_text())
         assert (rep['seed'], rep['test_macro_f1']) == (r['seed'], r['test_macro_f1'])
     test = [r['test_macro_f1'] for r in rows]
-    val = [r['val_macro_f1'] for r in rows]
     assert s['test_macro_f1']['mean'] == pytest.approx(np.mean(test))
     assert s['test_macro_f1']['std'] == pytest.approx(np.std(test, ddof=1))
     assert s['adjusted_score'] == pytest.approx(np.mean(test) - 0.1 * np.std(test, ddof=1))
