@@ -171,7 +171,8 @@ def load_config_file(path:str|Path # a .json, .yaml or .yml file holding a mappi
     "The mapping of knobs in a JSON or YAML file, or `UserError`."
     path = Path(path)
     if not path.is_file(): raise UserError(f'config file {str(path)!r} does not exist: pass an existing JSON or YAML file to --config')
-    text = path.read_text(encoding='utf-8')
+    try: text = path.read_bytes().decode('utf-8-sig')
+    except UnicodeDecodeError as e: raise UserError(f'config file {str(path)!r} is not UTF-8 text (byte {e.start}): re-save it as UTF-8 JSON or YAML') from None
     try:
         if path.suffix.lower() in ('.yaml', '.yml'):
             import yaml

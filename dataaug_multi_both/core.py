@@ -4,13 +4,13 @@
 
 # %% ../nbs/00_core.ipynb #644f8317
 from __future__ import annotations
-import functools, json, os, re, sys, tempfile
+import argparse, difflib, functools, json, os, re, sys, tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 # %% auto #0
-__all__ = ['DSM5_CRITERIA', 'SPECIAL_CASE', 'label_names', 'UserError', 'cli_entry', 'atomic_write_bytes', 'atomic_write_json',
-           'writable_dir', 'redact_url', 'versions', 'set_offline']
+__all__ = ['DSM5_CRITERIA', 'SPECIAL_CASE', 'label_names', 'UserError', 'cli_entry', 'Parser', 'atomic_write_bytes',
+           'atomic_write_json', 'writable_dir', 'redact_url', 'versions', 'set_offline']
 
 # %% ../nbs/00_core.ipynb #086e6a17
 DSM5_CRITERIA = ('DEPRESSED_MOOD', 'ANHEDONIA', 'APPETITE_CHANGE', 'SLEEP_ISSUES', 'PSYCHOMOTOR',
@@ -29,17 +29,64 @@ class UserError(Exception):
 # %% ../nbs/00_core.ipynb #555df464
 def cli_entry(fn:Callable # a `main(argv)` function
              ) -> Callable:
-    "Wrap a command's `main` so `UserError` prints one line and exits 2, and Ctrl-C exits 130."
+    "Wrap a command's `main` so `UserError` prints one line and exits 2, Ctrl-C exits 130, and a closed pipe exits quietly."
     @functools.wraps(fn)
     def _inner(*args, **kwargs):
-        try: return fn(*args, **kwargs)
+        try:
+            out = fn(*args, **kwargs)
+            sys.stdout.flush()                   # a reader that went away (`| head`) shows up here, not at exit
+            return out
         except UserError as e:
             print(f'error: {e}', file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             print('interrupted', file=sys.stderr)
             raise SystemExit(130) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise SystemExit(141) from None      # 128 + SIGPIPE, what a shell reports for `yes | head`
     return _inner
+
+def _silence_stdout():
+    "Point stdout at /dev/null so Python's final flush does not report the closed pipe again."
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno()); os.close(fd)
+    except (OSError, ValueError): pass
+
+# %% ../nbs/00_core.ipynb #d8f75ecb
+class Parser(argparse.ArgumentParser):
+    "An `ArgumentParser` that accepts `--snake_case` for `--kebab-case` flags and suggests the closest flag for an unknown one."
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._kebab(args), namespace)
+
+    def _kebab(self, args:list[str]) -> list[str]:
+        "`--a_b[=v]` becomes `--a-b[=v]` when only the latter is a flag of this parser."
+        out: list[str] = []
+        for i, a in enumerate(args):
+            if a == '--': return out + args[i:]
+            flag, eq, val = a.partition('=')
+            alt = flag.replace('_', '-')
+            known = self._option_string_actions
+            out.append(alt + eq + val if flag.startswith('--') and flag not in known and alt in known else a)
+        return out
+
+    def _all_flags(self) -> list[str]:
+        "Long flags of this parser and of its subcommands."
+        flags = [o for o in self._option_string_actions if o.startswith('--')]
+        for a in self._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values(): flags += [f for f in getattr(sub, '_all_flags', lambda: [])() if f not in flags]
+        return flags
+
+    def error(self, message:str):
+        "Print usage and `message` (with the closest known flag for an unknown one) and exit 2."
+        if message.startswith('unrecognized arguments:'):
+            for tok in message.split(':', 1)[1].split():
+                near = difflib.get_close_matches(tok.split('=')[0].replace('_', '-'), self._all_flags(), n=1, cutoff=0.6)
+                if tok.startswith('-') and near: message += f' (did you mean {near[0]}?)'; break
+        super().error(message)
 
 # %% ../nbs/00_core.ipynb #b732cb46
 def atomic_write_bytes(path:str|Path, # where the file ends up

@@ -60,11 +60,19 @@ def read_csv_rows(path:Path, # the CSV file
     try: text = path.read_bytes().decode('utf-8-sig')
     except UnicodeDecodeError as e:
         raise UserError(f'{path.name} is not UTF-8 (byte {e.start}): re-save it as UTF-8') from None
+    csv.field_size_limit(2**31 - 1)                          # a long post is a post (the default limit is 128 KiB)
+    rows, done = [], 0                                       # done: the last line of the last row read whole
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=''))
+        reader = csv.DictReader(io.StringIO(text, newline=''), strict=True)
         header = [h.strip() for h in (reader.fieldnames or [])]
-        rows = list(reader)
-    except csv.Error as e: raise UserError(f'{path.name} is not valid CSV: {e}') from None
+        done = reader.line_num
+        for r in reader: rows.append(r); done = reader.line_num
+    except csv.Error as e:
+        raise UserError(f'{path.name} is not valid CSV from line {done + 1} ({e}): look for a quote (") opened there '
+                        'and never closed, or a quote inside a field that is not doubled ("")') from None
+    for sep, what in ((';', 'semicolons'), ('\t', 'tabs')):
+        if len(header) == 1 and sep in header[0]:
+            raise UserError(f'{path.name} is separated by {what} (its header reads {header[0]!r}): save it as comma-separated CSV')
     for c in columns:
         if c not in header:
             hint = difflib.get_close_matches(c, header, n=1)
@@ -89,8 +97,12 @@ def load_redsm5(data_dir:str|Path, # directory with redsm5_posts.csv and redsm5_
         if not text: raise UserError(f'{POSTS_FILE} line {i}: post {pid!r} has empty text (remove the row or fill it)')
         if pid in posts: raise UserError(f'{POSTS_FILE} line {i}: duplicate post_id {pid!r}')
         posts[pid] = Post(pid, text, np.zeros(len(names), np.float32))
+    if not posts: raise UserError(f'{POSTS_FILE} in {str(d)!r} has a header but no posts: add one row per post below it')
     valid = set(DSM5_CRITERIA) | {SPECIAL_CASE}
-    for i, r in enumerate(read_csv_rows(d/ANNOTATIONS_FILE, ANNOTATION_COLUMNS), start=2):
+    ann = read_csv_rows(d/ANNOTATIONS_FILE, ANNOTATION_COLUMNS)
+    if not ann: raise UserError(f'{ANNOTATIONS_FILE} in {str(d)!r} has a header but no rows: without annotations no post has a '
+                                'criterion, so nothing can be learned or scored; add the annotation rows')
+    for i, r in enumerate(ann, start=2):
         pid = (r['post_id'] or '').strip()
         if pid not in posts: raise UserError(f'{ANNOTATIONS_FILE} line {i}: post_id {pid!r} is not in {POSTS_FILE}')
         sym = (r['DSM5_symptom'] or '').strip().upper()
@@ -103,7 +115,9 @@ def load_redsm5(data_dir:str|Path, # directory with redsm5_posts.csv and redsm5_
         if float(status) != 1: continue
         posts[pid].labels[col[sym]] = 1.0
         posts[pid].evidence.append((sym, (r['sentence_text'] or '').strip()))
-    if not posts: raise UserError(f'{POSTS_FILE} in {str(d)!r} has no posts')
+    if not any(p.labels.any() for p in posts.values()):
+        raise UserError(f'{ANNOTATIONS_FILE} in {str(d)!r} marks no criterion present (no row with status 1 for '
+                        f'{"any label" if include_special_case else "the nine criteria"}): nothing can be learned or scored')
     return Corpus(list(posts.values()), names)
 
 # %% ../nbs/02_data.ipynb #06e06b80

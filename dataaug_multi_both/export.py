@@ -120,39 +120,44 @@ validation macro-F1 {v['mean']:.4f} ± {v['std']:.4f}, test macro-F1 {t['mean']:
 chosen by validation macro-F1; its decision thresholds ({s['exported']['threshold_mode']}) were tuned on validation.
 Details: `export_summary.json`; each seed's report: `seeds/seed_<n>/evaluation_report.json`.
 
-## Predicting
+## Predicting with this package
+
+From this folder (elsewhere, give the folder's path instead of `.`):
 
 ```bash
-python -m dataaug_multi_both.cli.predict --model {s['export_dir']} --input posts.csv --output predictions.csv
+python -m dataaug_multi_both.cli.predict --export-dir . --input posts.csv --output predictions.csv
 ```
 
-`posts.csv` needs a `text` column (`post_id` optional); JSONL with `text` fields, or `-` for stdin, also work.
+`posts.csv` needs a `text` column (`post_id` optional); JSONL with `text` fields, a plain text file with one post per
+line, or `-` for stdin also work. The output lists, per post, the criteria flagged and each probability.
 
 ```python
 from dataaug_multi_both.predict import load_predictor, predict_posts
-p = load_predictor('{s['export_dir']}')
+p = load_predictor('.')
 predict_posts(p, [('a', 'I have not slept properly in weeks')])
 ```
 
-## Loading without this package
+## Loading with transformers alone
 
-`model/encoder/` is a plain Hugging Face encoder and tokenizer:
+`hf_model/` is the same model for `transformers` (no need for this package): its code (`hf_model/modeling_dsm.py`,
+generated from the package's model) is saved beside the weights, so it loads offline with `trust_remote_code=True`.
 
 ```python
-from transformers import AutoModel, AutoTokenizer
-encoder = AutoModel.from_pretrained('{s['export_dir']}/model/encoder')
-tokenizer = AutoTokenizer.from_pretrained('{s['export_dir']}/model/encoder')
+from transformers import pipeline
+pipe = pipeline('text-classification', model='hf_model', trust_remote_code=True, top_k=None)
+scores = pipe(['I have not slept properly in weeks'], truncation=True)[0]   # [{{'label': ..., 'score': ...}}, ...]
+thresholds = pipe.model.config.thresholds                                    # label -> threshold tuned on validation
+flagged = [d['label'] for d in scores if d['score'] >= thresholds[d['label']]]
 ```
 
-The head is in `model/head.safetensors`: `Linear(hidden, {cfg['head_hidden_dim']})`, GELU, dropout,
-`Linear({cfg['head_hidden_dim']}, {len(s['label_names'])})` (keys `0.*` and `3.*`), applied to the
-{cfg['pooling']}-pooled last hidden state (mask out padding), then a sigmoid per criterion. A criterion is flagged
-when its probability is at least its threshold in `model/classifier.json` (`thresholds`). Posts were truncated to
-{cfg['max_seq_length']} tokens from the {cfg['truncation_side']}.
+`AutoModelForSequenceClassification.from_pretrained('hf_model', trust_remote_code=True)` gives the model itself
+(`logits`: one per criterion, in `config.id2label` order; apply a sigmoid). Pass `truncation=True` so long posts are
+cut to {cfg['max_seq_length']} tokens from the {cfg['truncation_side']}, as in training. `model/` holds the package's
+own format (`encoder/`, `head.safetensors`, `classifier.json`), which `load_predictor` reads.
 
 {''.join(f'- {n}' + chr(10) for n in s['notes']) and '## Notes' + chr(10) + chr(10) + ''.join(f'- {n}' + chr(10) for n in s['notes']) + chr(10)}## Limits
 
-Trained on {s['data']['n_train_used']} posts ({s['data']['source']}); scores on other platforms, periods or populations
+Trained on {s['data']['n_train_used']} posts ({Path(s['data']['data_dir']).name + ' folder; full path in export_summary.json' if s['data'].get('data_dir') else s['data']['source']}); scores on other platforms, periods or populations
 may be much lower. It reads words, not people: it cannot tell whether anyone has a disorder. Do not use it for
 screening, triage, or any decision about a person.
 """
@@ -179,7 +184,7 @@ def export_best(storage_url:str, # the search's Optuna storage URL
                 log:Callable[[str], None]|None=None # gets one line per step (the CLI prints them)
                ) -> dict:
     "Re-train the best trial's configuration with `seeds` seeds, save the best-validation model, return the summary."
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1: raise UserError(f'--seeds must be a positive integer (got {seeds!r})')
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1: raise UserError(f'--n-seeds must be a positive integer (got {seeds!r})')
     set_offline()
     say = log or (lambda s: None)
     t0 = time.time()
@@ -233,6 +238,9 @@ def export_best(storage_url:str, # the search's Optuna storage URL
             'task': rep['task'], 'evidence_thresholds': rep.get('evidence_thresholds')}
     (out/'export_summary.json').unlink(missing_ok=True)             # no summary may describe a model being replaced
     save_classifier(res.model.cpu(), res.tokenizer, out/'model', meta)
+    from dataaug_multi_both.hf import save_for_transformers            # the same model for plain transformers (hf_model/)
+    save_for_transformers(res.model, res.tokenizer, out/'hf_model', names, rep['thresholds'], cfg.max_seq_length,
+                          cfg.truncation_side, {k: meta[k] for k in ('disclaimer', 'study', 'trial', 'seed', 'backbone', 'threshold_mode')})
     _drop_stale_seeds(out/'seeds', range(base_seed, base_seed + seeds))
     summary = {
         'disclaimer': DISCLAIMER, 'study': study_name, 'storage': redact_url(storage_url), 'trial': best.number,
@@ -246,7 +254,7 @@ def export_best(storage_url:str, # the search's Optuna storage URL
         'search_gap_meaning': 'search-time objective minus the mean re-trained objective, on validation (both cross-fitted; the objective is '
                               'the validation macro-F1, or with task both by default its mean with the evidence macro-F1); '
                               'positive = the search score was optimistic',
-        'exported': {'seed': rep['seed'], 'dir': 'model', 'chosen_by': 'highest cross-fitted validation macro-F1 (test never chooses)',
+        'exported': {'seed': rep['seed'], 'dir': 'model', 'transformers_dir': 'hf_model', 'chosen_by': 'highest cross-fitted validation macro-F1 (test never chooses)',
                      'val_macro_f1': rep['val_macro_f1'], 'test_macro_f1': rep['test_macro_f1'],
                      'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode},
         'task': rep['task'], 'objective': rep['objective'],
@@ -271,14 +279,15 @@ def add_export_args(p:argparse.ArgumentParser, # the parser (or subparser) to ex
         p.add_argument('--storage', default=None, help='Optuna storage URL (default: sqlite:///experiments/optuna.db)')
         p.add_argument('--study-name', default=DEFAULT_STUDY, help=f'study whose best trial is exported (default: {DEFAULT_STUDY})')
         p.add_argument('--experiments-dir', default='experiments', help="the search's output directory, where trial reports are (default: experiments)")
-    p.add_argument('--seeds', type=int, default=3, help='re-training seeds (default: 3)')
+    p.add_argument('--n-seeds', '--seeds', dest='seeds', type=int, default=3, help='how many seeds to re-train with (default: 3)')
     p.add_argument('--base-seed', type=int, default=1, help='first seed; the others follow it (default: 1; the search trained with 42)')
     p.add_argument('--out', default=None, help='export directory (default: <experiments-dir>/<study>/export)')
     p.add_argument('--data-dir', default=None, help="override the trial's data directory ('demo' = the demo corpus)")
     p.add_argument('--model', default=None, help="override the trial's backbone ('minilm', 'tiny', a directory or a cached model id)")
     p.add_argument('--split-seed', type=int, default=None, help="override the trial's split seed")
     p.add_argument('--device', choices=('cpu', 'cuda'), default=None, help='where to train (default: cuda when available)')
-    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bars (default: when stderr is a terminal)')
+    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None,
+                   help='show a progress bar while each seed re-trains; --no-progress hides it (default: shown when stderr is a terminal)')
     return p
 
 def export_main(args:argparse.Namespace # parsed `add_export_args` flags

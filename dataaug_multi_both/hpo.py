@@ -204,9 +204,9 @@ def reclaim_trials(study:optuna.Study # the study
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if worker_alive(t.user_attrs.get('worker', {})) is not False: continue
         try:
+            storage.set_trial_user_attr(t._trial_id, 'error', 'its worker process died')
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL): continue
         except optuna.exceptions.UpdateFinishedTrialError: continue    # another worker got there first
-        storage.set_trial_user_attr(t._trial_id, 'error', 'its worker process died')
         gone.append(t.number)
         if retry is not None: retry(study, storage.get_trial(t._trial_id))
     return gone
@@ -254,7 +254,8 @@ def remove_temp_files(study:optuna.Study, # the study
     "Remove temporary files and folders that killed writers left in trial directories of trials no longer running."
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     gone = []
-    for tmp in (Path(job.experiments_dir)/job.study_name).glob('trial_*/.*.tmp'):
+    d = Path(job.experiments_dir)/job.study_name
+    for tmp in [*d.glob('trial_*/.*.tmp'), *d.glob('trial_*/.*.old')]:
         if int(tmp.parent.name.split('_')[1]) in running: continue
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         gone.append(tmp)
@@ -391,7 +392,9 @@ def prepare_study(job:SearchJob # the stage's settings
         seeds = stage.seed_trials(job, space)
         study = study or optuna.create_study(storage=storage, study_name=job.study_name, direction='maximize')
         objective = report['objective'] if report and 'objective' in report else study_objective(job)[0]
-        study.set_metric_names([OBJECTIVE_NAME if objective == 'criteria' else 'mean_val_post_and_evidence_macro_f1'])
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([OBJECTIVE_NAME if objective == 'criteria' else 'mean_val_post_and_evidence_macro_f1'])  # optuna-dashboard shows the name
         save_space(study, space, report)
         study.set_user_attr('objective', objective)
         study.set_user_attr('stage', job.stage)

@@ -102,6 +102,8 @@ def plot_history(study:optuna.Study # a single-objective study
                                  marker=dict(symbol='x', size=7, color=ACCENT),
                                  hovertemplate='trial %{x}<br>test macro-F1 %{y:.4f}<extra></extra>'))
     fig.update_layout(template=TEMPLATE, title=title, height=420, legend=dict(orientation='h', y=-0.2))
+    n = max(t.number for t in done) + 1
+    fig.update_xaxes(title='trial', tickformat='d', **({'dtick': 1} if n <= 12 else {}))   # trial numbers are integers
     return fig
 
 # %% ../nbs/16_plots.ipynb #a81daa0d
@@ -137,6 +139,14 @@ def plot_intermediate(study:optuna.Study # a study whose trials report intermedi
 # %% ../nbs/16_plots.ipynb #5d3e52bb
 def _fmt(v) -> str: return f'{v:.3g}' if isinstance(v, float) else str(v)
 
+def _wrap(label:str, width:int=16) -> str:
+    "A long snake_case choice broken at underscores into lines of about `width` characters (plotly `<br>`)."
+    lines: list[str] = []
+    for part in label.split('_'):
+        if lines and len(lines[-1]) + 1 + len(part) <= width: lines[-1] += '_' + part
+        else: lines.append(part if not lines else '_' + part)
+    return '<br>'.join(lines)
+
 def plot_narrowing(report:dict, # a narrowing report (`narrow.load_report` of a Stage 2 study)
                    space1:SearchSpace|None=None # the Stage 1 space; default: the base ranges in the report
                   ) -> go.Figure:
@@ -145,12 +155,15 @@ def plot_narrowing(report:dict, # a narrowing report (`narrow.load_report` of a 
     title = 'Stage 2 narrowing'
     if not knobs: return message_figure(title, 'no narrowing report: this study is not a narrowed Stage 2 study')
     title += f' from the top {report.get("top_k", "?")} of {report.get("n_complete", "?")} complete Stage 1 trials'
-    rows = []
+    rows, skipped = [], []
     for name, k in knobs.items():
         base = space1[name] if space1 is not None and name in space1 else Knob.from_dict(k['base'])
-        rows.append((name, base, Knob.from_dict(k['narrowed']), k.get('values') or [], k.get('notes') or [], k.get('share_kept')))
-    heights = [70 if isinstance(b, CatKnob) else 42 for _, b, *_ in rows]
-    gap = 26
+        new = Knob.from_dict(k['narrowed'])
+        if isinstance(base, CatKnob) and not k.get('values') and new == base: skipped.append(name); continue   # nothing to draw
+        rows.append((name, base, new, k.get('values') or [], k.get('notes') or [], k.get('share_kept')))
+    if not rows: return message_figure(title, 'no knob was narrowed')
+    heights = [86 if isinstance(b, CatKnob) else 42 for _, b, *_ in rows]
+    gap = 44                                         # room for a wrapped (up to three-line) category label above the next row
     H = sum(heights) + gap * (len(rows) - 1)
     fig = make_subplots(rows=len(rows), cols=1, row_heights=heights, vertical_spacing=gap / H if len(rows) > 1 else 0)
     legend: set[str] = set()
@@ -171,7 +184,10 @@ def plot_narrowing(report:dict, # a narrowing report (`narrow.load_report` of a 
                 if ks: tr(r, label, x=[c.strip("'") for c in ks], y=[counts[c] for c in ks], marker_color=DARK if sel else LIGHT,
                           text=[counts[c] for c in ks], textposition='outside', cliponaxis=False,
                           hovertemplate=f'{name} = %{{x}}: %{{y}} of the top trials<br>{notes_html}<extra></extra>')
-            fig.update_xaxes(type='category', categoryorder='array', categoryarray=[c.strip("'") for c in counts], row=r, col=1)
+            cats = [c.strip("'") for c in counts]
+            w = 16 if len(cats) <= 4 else 10                   # many choices share the width: break them shorter
+            fig.update_xaxes(type='category', categoryorder='array', categoryarray=cats, tickangle=0, tickvals=cats,
+                             ticktext=[_wrap(c, w) for c in cats], tickfont=dict(size=9), row=r, col=1)  # wrapped, never rotated
             fig.update_yaxes(showticklabels=False, showgrid=False, range=[0, max(counts.values(), default=1) * 1.35 + 0.5], row=r, col=1)
         else:
             assert isinstance(base, (FloatKnob, IntKnob)) and isinstance(new, (FloatKnob, IntKnob))
@@ -194,7 +210,10 @@ def plot_narrowing(report:dict, # a narrowing report (`narrow.load_report` of a 
         if share is not None:
             fig.add_annotation(text=f'{share:.0%} kept', x=1, xref='paper', xanchor='left', xshift=10, y=(dom[0] + dom[1]) / 2,
                                yref='paper', showarrow=False, font=dict(color='#555'))
-    fig.update_xaxes(tickfont=dict(size=10))
+    fig.update_xaxes(tickfont=dict(size=10), selector=dict(type='linear'))
+    fig.update_xaxes(tickfont=dict(size=10), selector=dict(type='log'))
+    if skipped: fig.add_annotation(text='not drawn (Stage 2 only, no Stage 1 values): ' + ', '.join(skipped), x=0, xref='paper',
+                                   xanchor='left', y=0, yref='paper', yshift=-36, yanchor='top', showarrow=False, font=dict(color='#555', size=11))
     fig.update_layout(template=TEMPLATE, title=dict(text=title, y=1 - 12 / (H + 190), yanchor='top'), height=H + 190,
                       margin=dict(l=240, r=90, t=110, b=40), bargap=0.35, barmode='overlay',
                       legend=dict(orientation='h', y=1, yanchor='bottom', x=0, xanchor='left'))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_predict.ipynb #71f86ef6
 from __future__ import annotations
-import csv, difflib, io, json, sys
+import csv, difflib, io, json, re, sys, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -14,11 +14,13 @@ import numpy as np
 from .core import UserError, atomic_write_bytes
 
 # %% auto #0
-__all__ = ['NOTE', 'Predictor', 'load_predictor', 'read_posts', 'predict_posts', 'post_evidence', 'write_predictions',
-           'evidence_html']
+__all__ = ['NOTE', 'HEADER', 'Predictor', 'load_predictor', 'read_posts', 'predict_posts', 'post_evidence', 'write_predictions',
+           'check_output_path', 'evidence_html']
 
 # %% ../nbs/19_predict.ipynb #85a157b8
 NOTE = 'research tool, not a diagnosis'
+HEADER = (f'{NOTE}: each probability says how much a post\'s wording resembles annotated evidence for a DSM-5 '
+          'criterion; "flagged" lists the criteria at or above their threshold tuned on validation. Not a judgement about the writer.')
 
 # %% ../nbs/19_predict.ipynb #d824d8ee
 @dataclass
@@ -43,11 +45,20 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
     from dataaug_multi_both.model import load_classifier
     from dataaug_multi_both.amp import resolve_precision
     p = Path(export_dir)
-    if not p.is_dir(): raise UserError(f'model directory {str(p)!r} does not exist: pass --model an export directory (written by the export command)')
+    if not p.is_dir(): raise UserError(f'export directory {str(p)!r} does not exist: pass --export-dir a directory written by the export command')
+    if (p/'modeling_dsm.py').is_file() and not (p/'classifier.json').is_file():   # the export's transformers copy (hf_model/)
+        if not (p.parent/'model'/'classifier.json').is_file():
+            raise UserError(f'{str(p)!r} is a transformers model folder: load it with transformers (trust_remote_code=True), '
+                            'or pass --export-dir the export directory that holds it')
+        p = p.parent
     mdir = p if (p/'classifier.json').is_file() else p/'model'
     if not (mdir/'classifier.json').is_file():
         raise UserError(f'{str(p/"model"/"classifier.json")!r} is missing: {str(p)!r} is not an export directory; pass the directory the export command wrote')
     model, tok, meta = load_classifier(mdir)
+    if 'seed' not in meta or 'disclaimer' not in meta:
+        what = f"a search checkpoint (study {meta['study']!r} trial {meta['trial']})" if 'trial' in meta else 'not an export'
+        raise UserError(f'{str(p)!r} is {what}: its thresholds were tuned on the search\'s validation split and never re-checked; '
+                        'run the export command and pass --export-dir the directory it writes')
     names, thr = meta.get('label_names'), meta.get('thresholds')
     if not names or thr is None: raise UserError(f'{str(mdir/"classifier.json")!r} lacks label_names or thresholds: export the model again')
     if isinstance(thr, dict):
@@ -67,12 +78,17 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
 
 # %% ../nbs/19_predict.ipynb #aaaef7d4
 def _csv_posts(text:str, name:str) -> list[tuple[str, str]]:
+    csv.field_size_limit(2**31 - 1)                 # a long post is a post, not an error (the default limit is 128 KiB)
+    rows, done = [], 0                              # done: the last line of the last row read whole
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=''))
+        reader = csv.DictReader(io.StringIO(text, newline=''), strict=True)
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
-        rows = list(reader)
-    except csv.Error as e: raise UserError(f'{name} is not valid CSV: {e}') from None
+        done = reader.line_num
+        for r in reader: rows.append(r); done = reader.line_num
+    except csv.Error as e: raise UserError(f'{name} is not valid CSV from line {done + 1} ({e}): check for a quote that is never closed') from None
+    if len(header) == 1 and ';' in header[0] and 'text' in header[0].split(';'):
+        raise UserError(f'{name} is separated by semicolons: save it as comma-separated CSV (or JSONL)')
     if 'text' not in header:
         hint = difflib.get_close_matches('text', header, n=1)
         raise UserError(f'{name} has no column \'text\'' + (f' (found {hint[0]!r}: rename it)' if hint else
@@ -98,7 +114,13 @@ def _jsonl_posts(text:str, name:str) -> list[tuple[str, str]]:
         out.append((str(pid) if pid not in (None, '') else str(len(out) + 1), t))
     return out
 
-def read_posts(source:str|Path, # a .csv or .jsonl file, or '-' for stdin
+def _line_posts(text:str) -> list[tuple[str, str]]:
+    "Plain text: one post per non-empty line, named by its line number."
+    return [(str(i), ln) for i, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+
+_HEADER = re.compile(r'\s*"?[A-Za-z_]\w*"?(\s*[,;\t]\s*"?[A-Za-z_]\w*"?)+\s*|\s*"?(text|post_id)"?\s*', re.I)
+
+def read_posts(source:str|Path, # a .csv, .jsonl or .txt file, or '-' for stdin
                stdin:IO[str]|None=None # what '-' reads (default: sys.stdin)
               ) -> list[tuple[str, str]]:
     "(post_id, text) for every post in `source`."
@@ -110,22 +132,23 @@ def read_posts(source:str|Path, # a .csv or .jsonl file, or '-' for stdin
         try: text = path.read_bytes().decode('utf-8-sig')
         except UnicodeDecodeError as e: raise UserError(f'{path.name} is not UTF-8 (byte {e.start}): re-save it as UTF-8') from None
         name = path.name
-        kind = {'.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'jsonl'}.get(path.suffix.lower())
+        kind = {'.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'jsonl', '.txt': 'lines'}.get(path.suffix.lower())
     text = text.lstrip('\ufeff')
     if not text.strip(): raise UserError(f'{name} is empty: give a CSV with a text column or JSONL with a text field per line')
     first = text.lstrip()[0]
     if first == '[': raise UserError(f'{name} is a JSON array: write one JSON object per line (JSONL) instead')
-    kind = kind or ('jsonl' if first == '{' else 'csv')
-    posts = _jsonl_posts(text, name) if kind == 'jsonl' else _csv_posts(text, name)
+    kind = kind or ('jsonl' if first == '{' else 'csv' if _HEADER.fullmatch(text.lstrip().splitlines()[0]) else 'lines')
+    posts = {'jsonl': _jsonl_posts, 'csv': _csv_posts}.get(kind, lambda t, n: _line_posts(t))(text, name)
     if not posts: raise UserError(f'{name} holds no posts: add rows below the header')
     return posts
 
 # %% ../nbs/19_predict.ipynb #dcc73ca8
 def predict_posts(predictor:Predictor, # from `load_predictor`
                   posts:list[tuple[str, str]], # (post_id, text) pairs, as `read_posts` returns them
-                  batch_size:int=32 # posts per forward pass
+                  batch_size:int=32, # posts per forward pass
+                  digits:int|None=4 # decimal places of the probabilities (None: full precision)
                  ) -> list[dict]:
-    "One dict per post: post_id, then `<label>_prob` and `<label>_pred` for every label."
+    "One dict per post: post_id, flagged (the labels at or above threshold), then `<label>_prob` for every label."
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise UserError(f'--batch-size must be a positive integer (got {batch_size!r})')
     if not posts: return []
     from dataaug_multi_both.trainer import encode_texts, predict_probs
@@ -136,8 +159,8 @@ def predict_posts(predictor:Predictor, # from `load_predictor`
     dec = apply_thresholds(probs, p.thresholds)
     rows = []
     for (pid, _), pr, d in zip(posts, probs, dec):
-        row: dict[str, Any] = {'post_id': pid}
-        for n, a, b in zip(p.label_names, pr.tolist(), d.tolist()): row[f'{n}_prob'], row[f'{n}_pred'] = a, int(b)
+        row: dict[str, Any] = {'post_id': pid, 'flagged': [n for n, b in zip(p.label_names, d.tolist()) if b]}
+        for n, a in zip(p.label_names, pr.tolist()): row[f'{n}_prob'] = a if digits is None else round(a, digits)
         rows.append(row)
     if getattr(p.model, 'evidence_head', None) is not None:          # a task=both model: the sentences behind each flag
         flagged = [[n for n, b in zip(p.label_names, d.tolist()) if b] for d in dec]
@@ -176,14 +199,32 @@ def write_predictions(rows:list[dict], # from `predict_posts`
     if fmt not in ('csv', 'jsonl'): raise UserError(f"unknown output format {fmt!r}: choose 'csv' or 'jsonl'")
     buf = io.StringIO(newline='')
     if fmt == 'csv':
+        buf.write(f'# {HEADER}\n')
         if rows:
             w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator='\n')
-            w.writeheader(); w.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in rows)
+            w.writeheader()
+            w.writerows({k: (';'.join(v) if k == 'flagged' else json.dumps(v, ensure_ascii=False)) if isinstance(v, (dict, list)) else v
+                         for k, v in r.items()} for r in rows)
     else:
-        for r in rows: buf.write(json.dumps({**r, 'disclaimer': NOTE}, ensure_ascii=False) + '\n')
+        buf.write(json.dumps({'disclaimer': HEADER}, ensure_ascii=False) + '\n')
+        for r in rows: buf.write(json.dumps(r, ensure_ascii=False) + '\n')
     if hasattr(out, 'write'): out.write(buf.getvalue()); return None
     if str(out) == '-': sys.stdout.write(buf.getvalue()); sys.stdout.flush(); return None
-    return atomic_write_bytes(out, buf.getvalue().encode('utf-8'))
+    check_output_path(out)
+    try: return atomic_write_bytes(out, buf.getvalue().encode('utf-8'))
+    except OSError as e: raise UserError(f'cannot write {str(out)!r} ({e.strerror}): pass --output a writable file path, or - for stdout') from None
+
+def check_output_path(out:str|Path # where predictions will be written ('-' = stdout)
+                     ) -> None:
+    "`UserError` unless `out` is stdout or a file path that can be created: not a directory, under a writable folder."
+    if str(out) == '-': return
+    p = Path(out)
+    if p.is_dir(): raise UserError(f'--output {str(p)!r} is a directory: give a file path such as {str(p/"predictions.csv")!r}')
+    up = p.parent
+    while not up.exists() and up != up.parent: up = up.parent
+    if not up.is_dir(): raise UserError(f'--output {str(p)!r} is under {str(up)!r}, which is a file, not a folder')
+    try: tempfile.TemporaryFile(dir=up).close()         # a probe: permissions, read-only file systems, root or not
+    except OSError as e: raise UserError(f'--output {str(p)!r} is not writable ({e.strerror} in {str(up)!r}): choose another path') from None
 
 # %% ../nbs/19_predict.ipynb #1b492dfa
 def evidence_html(posts:list[tuple[str, str]], # (post_id, text) pairs

@@ -17,8 +17,8 @@ from .narrow import load_report, ranked_trials
 from . import plots
 
 # %% auto #0
-__all__ = ['STATES', 'KEY_PARAMS', 'DEFAULT_STAGE1', 'DISCLAIMER', 'CSS', 'load_study', 'trial_report', 'tfidf_floor',
-           'study_summary', 'format_summary', 'plotly_js', 'write_report']
+__all__ = ['SMALL_SAMPLE', 'STATES', 'KEY_PARAMS', 'DEFAULT_STAGE1', 'DISCLAIMER', 'CSS', 'load_study', 'trial_report',
+           'tfidf_floor', 'searched', 'export_scores', 'study_summary', 'format_summary', 'plotly_js', 'write_report']
 
 # %% ../nbs/17_report.ipynb #befd8194
 def _open_storage(url:str):
@@ -81,6 +81,39 @@ def tfidf_floor(eval_report:dict|None # the best trial's evaluation report (name
                        f"{d.get('n_val')} / {d.get('n_test')}: the data changed since the search")
     return out
 
+# %% ../nbs/17_report.ipynb #069a71ef
+SMALL_SAMPLE = 20   # fewer complete trials than this: the report warns that importances and rankings are noisy
+
+def searched(storage_url:str, # the storage (every study in it is counted)
+             best, # the best trial (`FrozenTrial`) or None
+             ev:dict|None # its evaluation_report.json, or None
+            ) -> dict:
+    "Backbone, epochs, data share, corpus size and max sequence length of the search, and trial counts per study."
+    ev = ev or {}
+    cfg = (best.user_attrs.get('config') if best is not None else None) or ev.get('hyperparameters') or {}
+    data = ev.get('data') or {}
+    storage = _open_storage(storage_url)
+    stages = {}
+    for name in sorted(optuna.get_all_study_names(storage)):
+        ts = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        stages[name] = {'n_trials': len(ts), **{k.lower(): n for k in STATES if (n := sum(t.state.name == k for t in ts))}}
+    bb = ev.get('backbone') or (best.user_attrs.get('backbone') if best is not None else None) or ev.get('model')
+    return {'backbone': bb, 'data': ev.get('data_dir'), 'epochs': cfg.get('epochs'), 'data_fraction': cfg.get('data_fraction'),
+            'max_seq_length': cfg.get('max_seq_length'), 'n_train_used': data.get('n_train'), 'n_val': data.get('n_val'),
+            'n_test': data.get('n_test'), 'split_seed': ev.get('split_seed'), 'studies': stages}
+
+def export_scores(experiments_dir:str|Path, # the search's --experiments-dir
+                  study_name:str # the study exported from
+                 ) -> dict|None:
+    "Test and validation macro-F1 (mean, std, seeds) of the study's export, or None when it has none."
+    p = Path(experiments_dir)/study_name/'export'/'export_summary.json'
+    try: e = json.loads(p.read_text())
+    except (OSError, ValueError): return None
+    t, v = e.get('test_macro_f1') or {}, e.get('val_macro_f1') or {}
+    return {'trial': e.get('trial'), 'seeds': e.get('seeds'), 'test_mean': t.get('mean'), 'test_std': t.get('std'), 'n': t.get('n'),
+            'val_mean': v.get('mean'), 'val_std': v.get('std'), 'exported_seed': (e.get('exported') or {}).get('seed'),
+            'path': str(p.parent)}
+
 # %% ../nbs/17_report.ipynb #86cce173
 STATES = ('COMPLETE', 'PRUNED', 'FAIL', 'RUNNING', 'WAITING')
 KEY_PARAMS = ('learning_rate', 'batch_accum', 'loss_type', 'pooling', 'optimizer')
@@ -114,11 +147,15 @@ def _summary(study:optuna.Study, storage_url:str, top:int, experiments_dir, floo
         'experiments_dir': str(experiments_dir), 'key_params': keys, 'top_trials': tops, 'importances': imp, 'best': None, 'narrowing': load_report(study),
         'tfidf_baseline': None, 'rank_correlation': None}
     out['stage'] = 2 if out['narrowing'] else 1
+    ev = trial_report(experiments_dir, study.study_name, ranked[0].number) if ranked else None
+    out['searched'] = searched(storage_url, ranked[0] if ranked else None, ev)
+    out['export'] = export_scores(experiments_dir, study.study_name)
+    out['small_sample'] = counts['COMPLETE'] < SMALL_SAMPLE
     if ranked:
         b = ranked[0]
-        ev = trial_report(experiments_dir, study.study_name, b.number)
         out['best'] = {'number': b.number, 'value': b.value, 'test_macro_f1': b.user_attrs.get('test_macro_f1'),
                        'runtime_seconds': _runtime(b), 'params': b.params, 'thresholds': b.user_attrs.get('thresholds'),
+                       'config': b.user_attrs.get('config') or (ev or {}).get('hyperparameters'),
                        'evaluation_report': ev, 'evaluation_report_path': str(Path(experiments_dir)/study.study_name/f'trial_{b.number}'/'evaluation_report.json')}
         out['tfidf_baseline'] = tfidf_floor(ev) if floor else {'skipped': 'not asked for'}
     else: out['tfidf_baseline'] = {'skipped': 'no complete trial yet'}
@@ -149,6 +186,18 @@ def _val(v) -> str:
     if isinstance(v, float): return f'{v:.3g}'
     return str(v)
 
+def _caveat(s:dict) -> str:
+    n = s['counts']['COMPLETE']
+    return (f"only {n} complete trial{'s' if n != 1 else ''}: importances, the ranking and the rank correlation rest on very few "
+            f"points and can change completely with more trials (read them as hints, not findings; {SMALL_SAMPLE}+ trials for a first look)")
+
+def _searched_line(q:dict) -> str:
+    share = f"{q['data_fraction']:.0%} of " if isinstance(q.get('data_fraction'), (int, float)) and q['data_fraction'] < 1 else ''
+    corpus = (f"{share}the training split, {q['n_train_used']} posts used (val {q['n_val']}, test {q['n_test']})"
+              if q.get('n_train_used') is not None else 'corpus size unknown (no evaluation report)')
+    studies = '; '.join(f"{k} {v['n_trials']} trials" for k, v in q['studies'].items())
+    return f"backbone {q.get('backbone') or '?'}, {q.get('epochs') or '?'} epochs, {corpus}; {studies}"
+
 def format_summary(summary:dict # what `study_summary` returned
                   ) -> str:
     "The plain-text report the command line prints."
@@ -156,6 +205,8 @@ def format_summary(summary:dict # what `study_summary` returned
     lines = [f"study {s['study']} (stage {s['stage']}, {s['direction']}) in {s['storage']}",
              f"trials: {s['n_trials']} = " + ', '.join(f'{k.lower()} {v}' for k, v in c.items())
              + (f"; pruned share {s['pruned_share']:.0%} of finished trials" if s['pruned_share'] is not None else '')]
+    if s.get('small_sample'): lines.append(f"caution: {_caveat(s)}")
+    if s.get('searched'): lines.append(f"searched: {_searched_line(s['searched'])}")
     b = s['best']
     if b: lines.append(f"best: trial {b['number']}, val macro-F1 {_num(b['value'])}, test macro-F1 {_num(b['test_macro_f1'])}")
     ev = (b or {}).get('evaluation_report') or {}
@@ -165,6 +216,8 @@ def format_summary(summary:dict # what `study_summary` returned
                      f"recall@1 {_num(ev.get('test_evidence_recall_at_1'))}, recall@3 {_num(ev.get('test_evidence_recall_at_3'))}; "
                      f"TF-IDF sentence floor {_num(fe.get('test_evidence_macro_f1'))}, recall@3 {_num(fe.get('test_evidence_recall_at_3'))}")
     else: lines.append('best: no complete trial yet')
+    x = s.get('export')
+    if x: lines.append(f"export: test macro-F1 {_num(x['test_mean'])} ± {_num(x['test_std'])} over {x['n']} re-trained seed(s) of trial {x['trial']}")
     f = s.get('tfidf_baseline') or {}
     lines.append(f"TF-IDF floor (same split): test macro-F1 {_num(f['test_macro_f1'])}, val {_num(f['val_macro_f1'])}"
                  if 'test_macro_f1' in f else f"TF-IDF floor: skipped ({f.get('skipped', 'not computed')})")
@@ -218,8 +271,8 @@ table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px sol
 th{background:#f3f5f9}.note{color:#555;font-size:.9em}footer{margin-top:3em;color:#777;font-size:.8em}'''
 
 # %% ../nbs/17_report.ipynb #d8000e92
-def _html(s:dict, figs:list) -> str:
-    "The report page: summary numbers, top trials, figures, floor and rank correlation."
+def _html(s:dict, figs:list, js:str|None=None) -> str:
+    "The report page: summary numbers, top trials, figures, floor and rank correlation; plotly.js inlined when `js` is given."
     esc = html.escape
     b, f, rc = s['best'], s['tfidf_baseline'] or {}, s['rank_correlation']
     nums = [('storage', s['storage']), ('stage', s['stage']), ('trials', s['n_trials']),
@@ -235,9 +288,23 @@ def _html(s:dict, figs:list) -> str:
                  ('best test evidence macro-F1 (sentences)', _num(bev.get('test_evidence_macro_f1'))),
                  ('best test evidence recall@1 / @3', f"{_num(bev.get('test_evidence_recall_at_1'))} / {_num(bev.get('test_evidence_recall_at_3'))}"),
                  ('TF-IDF sentence floor test evidence macro-F1 / recall@3', f"{_num(fe.get('test_evidence_macro_f1'))} / {_num(fe.get('test_evidence_recall_at_3'))}")]
+    x = s.get('export')
+    nums.append(('export test macro-F1 (re-trained seeds)', f"{_num(x['test_mean'])} ± {_num(x['test_std'])} over {x['n']} seeds (trial {x['trial']})"
+                 if x else 'no export of this study yet'))
     if rc: nums.append(('Stage 1 -> Stage 2 Spearman rho', f"{rc['rho']:.3f} (n={rc['n']}, p={rc['p_value']:.2g})" if rc['rho'] is not None else f"not computed: {rc['reason']}"))
-    parts = [f'<h1>Search report: {esc(s["study"])}</h1>', f'<p class="warn">{esc(DISCLAIMER)}</p>',
-             '<h2>Summary</h2>', _table(None, nums)]
+    parts = [f'<h1>Search report: {esc(s["study"])}</h1>', f'<p class="warn">{esc(DISCLAIMER)}</p>']
+    if s.get('small_sample'): parts.append(f'<p class="warn" id="small-sample">Small sample: {esc(_caveat(s))}.</p>')
+    q = s.get('searched')
+    if q:
+        share = q.get('data_fraction')
+        parts += ['<h2>What was searched</h2>', _table(None, [
+            ('backbone', q.get('backbone') or '-'), ('data', q.get('data') or '-'), ('epochs per trial', q.get('epochs') or '-'),
+            ('share of the training split per trial', f'{share:.0%}' if isinstance(share, (int, float)) else '-'),
+            ('posts used per trial (train / val / test)', ' / '.join('-' if q.get(k) is None else str(q[k]) for k in ('n_train_used', 'n_val', 'n_test'))),
+            ('max sequence length', q.get('max_seq_length') or '-'), ('split seed', q.get('split_seed') if q.get('split_seed') is not None else '-'),
+            *((f'trials in {k}', f"{v['n_trials']}" + (': ' + ', '.join(f'{kk} {vv}' for kk, vv in v.items() if kk != 'n_trials') if len(v) > 1 else ''))
+              for k, v in q['studies'].items())])]
+    parts += ['<h2>Summary</h2>', _table(None, nums)]
     if s['top_trials']:
         keys = s['key_params']
         rows = [[i, t['number'], _num(t['value']), _num(t['test_macro_f1']), _num(t['runtime_seconds'], '.0f')]
@@ -245,6 +312,9 @@ def _html(s:dict, figs:list) -> str:
         parts += [f'<h2>Top {len(rows)} trials</h2>', _table(['rank', 'trial', 'val macro-F1', 'test macro-F1', 'runtime (s)'] + keys, rows),
                   ('<p class="note">val macro-F1 is cross-fitted on the validation split (what the search maximises); test macro-F1 '
                    'uses thresholds tuned on validation and is never optimised.</p>')]
+    if b:
+        title = 'its whole configuration' if b.get('config') else 'its parameters (it recorded no full configuration)'
+        parts += [f'<h2>Best trial {b["number"]}: {title}</h2>', _table(['knob', 'value'], sorted((b.get('config') or b['params']).items()))]
     for title, fig, note in figs:
         parts += [f'<h2>{esc(title)}</h2>'] + ([f'<p class="note">{esc(note)}</p>'] if note else []) + [_fig_html(fig)]
     if 'test_macro_f1' in f:
@@ -263,7 +333,8 @@ def _html(s:dict, figs:list) -> str:
     parts.append(f'<footer>Generated {esc(s.get("generated_at", ""))} from {esc(s["storage"])}. {esc(vs)}.</footer>')
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>Search report: {esc(s["study"])}</title>'
-            f'<script src="plotly.min.js"></script><style>{CSS}</style></head><body>\n' + '\n'.join(parts) + '\n</body></html>\n')
+            + (f'<script>{js}</script>' if js is not None else '<script src="plotly.min.js"></script>')
+            + f'<style>{CSS}</style></head><body>\n' + '\n'.join(parts) + '\n</body></html>\n')
 
 # %% ../nbs/17_report.ipynb #57d94a97
 def write_report(storage_url:str, # an Optuna storage URL
@@ -271,9 +342,10 @@ def write_report(storage_url:str, # an Optuna storage URL
                  out_dir:str|Path|None=None, # where report.html and report.json go; default <experiments_dir>/<study>/
                  experiments_dir:str|Path|None=None, # where the search wrote <study>/trial_<n>/ (default: as `study_summary`)
                  top:int=10, # how many of the best trials to list
-                 floor:bool=True # train the TF-IDF baseline on the best trial's splits
+                 floor:bool=True, # train the TF-IDF baseline on the best trial's splits
+                 shared_js:bool=False # load plotly.min.js from beside the page instead of inlining it (smaller, for many reports)
                 ) -> Path:
-    "Write `report.json` and an offline `report.html` (with one `plotly.min.js` beside it); return the HTML's path."
+    "Write `report.json` and an offline, self-contained `report.html` (plotly.js inlined once); return the HTML's path."
     if isinstance(top, bool) or not isinstance(top, int) or top < 1: raise UserError(f'--top must be a positive integer (got {top!r})')
     study = load_study(storage_url, study_name)
     exp_dir = _experiments_dir(study, experiments_dir, out_dir)
@@ -299,6 +371,7 @@ def write_report(storage_url:str, # an Optuna storage URL
         figs.append(('Stage 1 vs Stage 2', plots.plot_rank_correlation(s1, study) if s1 else
                      plots.message_figure('Stage 1 vs Stage 2', s['rank_correlation']['reason']), None))
     js = plotly_js()
-    if not (out/'plotly.min.js').is_file() or (out/'plotly.min.js').read_bytes() != js: atomic_write_bytes(out/'plotly.min.js', js)
+    if shared_js and (not (out/'plotly.min.js').is_file() or (out/'plotly.min.js').read_bytes() != js): atomic_write_bytes(out/'plotly.min.js', js)
     atomic_write_json(out/'report.json', s)
-    return atomic_write_bytes(out/'report.html', _html(s, figs).encode())
+    page = _html(s, figs, None if shared_js else js.decode('utf-8'))
+    return atomic_write_bytes(out/'report.html', page.encode())

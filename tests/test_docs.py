@@ -103,7 +103,14 @@ def test_every_notebook_has_a_page(real_site):
 
 
 def test_sidebar_lists_every_notebook_in_order(real_site):
-    notebooks = build_docs.find_notebooks(NBS)
+    "Home, then the sections Tutorial, Library, Command line; every notebook once, in path order inside its section."
+    found = build_docs.find_notebooks(NBS)
+    notebooks = [n for sec in (None, *build_docs.SECTIONS) for n in found if build_docs.section_of(n) == sec]
+    assert build_docs.section_of(notebooks[1]) == "Tutorial"  # the tutorial comes first after the home page
+    html = (real_site / "index.html").read_text(encoding="utf-8")
+    side = html[html.index('id="quarto-sidebar"') :]
+    heads = [h for h in re.findall(r">\s*(Tutorial|Library|Command line)\s*<", side)]
+    assert heads[:3] == list(build_docs.SECTIONS), heads
     for nb in notebooks:
         html = (real_site / build_docs.page_name(nb)).read_text(encoding="utf-8")
         side = html[html.index('id="quarto-sidebar"') :]
@@ -240,7 +247,8 @@ def test_fixture_pages_and_cells(fixture_site):
     assert "SECRET_HIDDEN_CELL" not in plots and "SECRET_EXPORT_CELL" not in plots
     assert ">bars<" not in plots and plots.count("cell-code") == 2
     assert '<a href="https://example.org/docs"' in plots  # a plain hyperlink stays
-    assert "a^2 + b^2" in plots  # maths stays, as TeX, without the CDN renderer
+    assert '<math alttext="a^2 + b^2 = c^2"' in plots  # maths drawn as MathML, without the CDN renderer
+    assert "\\(" not in plots and "\\[a^2" not in plots
 
 
 def test_fixture_plotly_figures_use_the_local_plotly(fixture_site):
@@ -267,7 +275,14 @@ def test_fixture_plotly_figures_use_the_local_plotly(fixture_site):
 def test_fixture_site_is_offline(fixture_site):
     site, log = fixture_site
     check_offline(site)
-    assert "katex" in log.lower()  # the build says it dropped the CDN maths renderer
+    assert "katex dropped: 1 formula(s) rendered as mathml" in log.lower()  # the build says what it did instead
+
+
+def test_real_site_has_no_source_links_and_scrolls_code(real_site):
+    for page in real_site.rglob("*.html"):
+        assert "github.com/dataaug-multi-both" not in page.read_text(encoding="utf-8"), page.name
+    assert "overflow-x: auto" in (real_site / "styles.css").read_text(encoding="utf-8")
+    assert "<math" in (real_site / "losses.html").read_text(encoding="utf-8")
 
 
 def test_remote_load_pattern_catches_what_it_should():
@@ -359,3 +374,25 @@ def test_readme_from_notebook(tmp_path):
         build_readme.main(["--nb", str(tmp_path / "missing.ipynb"), "--out", str(out)])
         == 2
     )
+
+
+# ----------------------------------------------------------------------------- in a real browser
+
+from browser import keep_screenshot, leaving, needs_chromium, render  # noqa: E402
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", ["losses.html", "plots.html"])
+def test_pages_render_offline_in_chromium(real_site, tmp_path, name):
+    "Headless Chromium draws the page (maths as MathML, plotly figures as SVG), and no request leaves the machine."
+    r = render(real_site / name, tmp_path / f"docs_{name}.png")
+    keep_screenshot(tmp_path / f"docs_{name}.png")
+    assert leaving(r["requests"]) == [], leaving(r["requests"])
+    assert r["errors"] == [], r["errors"]
+    f = r["facts"]
+    assert "Library" in f["text"] and "Command line" in f["text"] and "Tutorial" in f["text"]
+    assert all(o in ("auto", "scroll") for o in f["wide_pre"]), f["wide_pre"]  # wide code scrolls, nothing is cut off
+    if name == "losses.html":
+        assert f["math"] >= 2
+    if name == "plots.html":
+        assert f["plotly_divs"] >= 1 and f["plotly_drawn"] == f["plotly_divs"]

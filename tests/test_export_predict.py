@@ -19,7 +19,7 @@ from dataaug_multi_both.core import DSM5_CRITERIA
 from dataaug_multi_both.demo import generate_demo_corpus
 from dataaug_multi_both.export import DISCLAIMER, export_best
 from dataaug_multi_both.hpo import open_storage
-from dataaug_multi_both.predict import NOTE, load_predictor, predict_posts
+from dataaug_multi_both.predict import HEADER, NOTE, load_predictor, predict_posts
 from dataaug_multi_both.run import load_splits, run_config
 from dataaug_multi_both.thresholds import apply_thresholds, classification_metrics
 
@@ -49,17 +49,17 @@ def search(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def exported(search):
-    summary = export_best(search.url, seeds=2, base_seed=42, experiments_dir=search.tmp / 'exp')  # 42 = the search's seed: the note fires
+    summary = export_best(search.url, seeds=2, experiments_dir=search.tmp / 'exp')
     return SimpleNamespace(summary=summary, dir=search.tmp / 'exp' / 'stage2_exploit' / 'export')
 
 
 def test_export_summary(search, exported):
     s, d = exported.summary, exported.dir
     assert json.loads((d / 'export_summary.json').read_text()) == json.loads(json.dumps(s))
-    assert (s['study'], s['trial'], s['seeds']) == ('stage2_exploit', 0, [42, 43])
+    assert (s['study'], s['trial'], s['seeds']) == ('stage2_exploit', 0, [1, 2])   # the default base seed leaves out the search's 42
     assert s['search_value'] == pytest.approx(search.rep['objective_value'])
     rows = s['per_seed']
-    assert [r['seed'] for r in rows] == [42, 43]
+    assert [r['seed'] for r in rows] == [1, 2]
     for r in rows:
         assert set(r['per_class']) == set(NAMES)
         rep = json.loads((d / 'seeds' / f'seed_{r["seed"]}' / 'evaluation_report.json').read_text())
@@ -75,7 +75,7 @@ def test_export_summary(search, exported):
     assert s['data']['data_dir'] == str(search.data) and s['data']['n_train_used'] == search.rep['data']['n_train']
     assert s['disclaimer'] == DISCLAIMER and 'not a diagnosis' in DISCLAIMER
     assert 'not a diagnosis' in (d / 'README.md').read_text()
-    assert any(n.startswith('seed 42 is the seed the search trained with') for n in s['notes'])  # TrainConfig's default seed
+    assert not any(n.startswith('seed 42 is the seed the search trained with') for n in s['notes'])  # not re-run by default
     assert set(s['versions']) >= {'torch', 'transformers', 'optuna'}
 
 
@@ -93,10 +93,54 @@ def test_exported_model_loads_with_plain_transformers(exported):
     assert meta['config']['seed'] == meta['seed']
 
 
+PIPE = '''
+import json, sys
+from transformers import AutoModelForSequenceClassification, pipeline
+d = sys.argv[1]
+model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=True)
+pipe = pipeline('text-classification', model=d, trust_remote_code=True, top_k=None)
+posts = json.loads(sys.stdin.read())
+out = pipe(posts, truncation=True)
+print(json.dumps({'probs': [{x['label']: x['score'] for x in o} for o in out], 'config': model.config.to_dict(),
+                  'imported': 'dataaug_multi_both' in sys.modules}))
+'''
+
+
+def test_hf_export_runs_in_plain_transformers_with_predicts_probabilities(search, exported, tmp_path):
+    "hf_model/ loads offline with trust_remote_code in a process that never imports this package, and pipeline == predict."
+    hf = exported.dir / 'hf_model'
+    assert 'dataaug_multi_both' not in (hf / 'modeling_dsm.py').read_text().split('"""', 2)[2]   # only the docstring names it
+    test = load_splits(search.data).test
+    posts = list(test.texts[:12]) + ['I cannot sleep ' * 60]               # one longer than max_seq_length: truncation
+    env = {'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'HOME': str(tmp_path), 'PATH': '/usr/bin:/bin'}
+    r = subprocess.run([sys.executable, '-c', PIPE, str(hf)], input=json.dumps(posts), capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got['imported'] is False
+    rows = predict_posts(load_predictor(exported.dir, 'cpu'), [(str(i), t) for i, t in enumerate(posts)], digits=None)
+    theirs = np.array([[p[n] for n in NAMES] for p in got['probs']])
+    ours = np.array([[r[f'{n}_prob'] for n in NAMES] for r in rows])
+    assert np.abs(theirs - ours).max() < 1e-5
+    cfg = got['config']
+    assert cfg['id2label'] == {str(i): n for i, n in enumerate(NAMES)} and cfg['label2id'] == {n: i for i, n in enumerate(NAMES)}
+    assert cfg['thresholds'] == _thresholds(exported) and cfg['problem_type'] == 'multi_label_classification'
+    assert cfg['auto_map']['AutoModelForSequenceClassification'] == 'modeling_dsm.DSMForSequenceClassification'
+    assert 'not a diagnosis' in cfg['disclaimer']
+    flagged = [[n for n in NAMES if p[n] >= cfg['thresholds'][n]] for p in got['probs']]
+    assert flagged == [r['flagged'] for r in rows]
+
+
+def test_export_readme_uses_relative_paths(exported):
+    text = (exported.dir / 'README.md').read_text()
+    assert str(exported.dir) not in text and '/tmp' not in text
+    assert "model='hf_model'" in text and '--export-dir .' in text
+
+
 def test_predictions_reproduce_the_exported_test_score(search, exported):
     test = load_splits(search.data).test
     rows = predict_posts(load_predictor(exported.dir, 'cpu'), list(zip(test.post_ids, test.texts)), batch_size=64)
-    pred = np.array([[r[f'{n}_pred'] for n in NAMES] for r in rows])
+    pred = np.array([[int(n in r['flagged']) for n in NAMES] for r in rows])
     assert [r['post_id'] for r in rows] == test.post_ids
     assert classification_metrics(test.labels, pred, NAMES)['macro_f1'] == pytest.approx(exported.summary['exported']['test_macro_f1'])
 
@@ -104,10 +148,18 @@ def test_predictions_reproduce_the_exported_test_score(search, exported):
 def _check_rows(rows, thr):
     assert rows
     for r in rows:
+        flagged = r['flagged'] if isinstance(r['flagged'], list) else [f for f in r['flagged'].split(';') if f]
         for n in NAMES:
             p = float(r[f'{n}_prob'])
-            assert 0.0 <= p <= 1.0
-            assert int(r[f'{n}_pred']) == int(apply_thresholds(np.array([p]), thr[n])[0])
+            assert 0.0 <= p <= 1.0 and p == round(p, 4)
+            # flagged is decided on the unrounded probability: allow the rounding margin
+            if abs(p - thr[n]) > 1e-4: assert (n in flagged) == bool(apply_thresholds(np.array([p]), thr[n])[0])
+
+
+def _csv_rows(text):
+    lines = text.splitlines()
+    assert lines[0] == f'# {HEADER}'                                   # the disclaimer, once, first
+    return list(csv.DictReader(lines[1:]))
 
 
 def _thresholds(exported):
@@ -116,8 +168,8 @@ def _thresholds(exported):
 
 def test_predict_cli_csv(exported, tmp_path, capsys):
     (tmp_path / 'posts.csv').write_text('post_id,text\np1,I have not slept in days\np2,"I eat nothing, I feel worthless"\n')
-    cli_predict.main(['--model', str(exported.dir), '--input', str(tmp_path / 'posts.csv'), '--output', str(tmp_path / 'out.csv')])
-    rows = list(csv.DictReader((tmp_path / 'out.csv').open()))
+    cli_predict.main(['--export-dir', str(exported.dir), '--input', str(tmp_path / 'posts.csv'), '--output', str(tmp_path / 'out.csv')])
+    rows = _csv_rows((tmp_path / 'out.csv').read_text())
     assert [r['post_id'] for r in rows] == ['p1', 'p2']
     _check_rows(rows, _thresholds(exported))
     assert NOTE in capsys.readouterr().err
@@ -127,9 +179,9 @@ def test_predict_cli_jsonl_from_stdin(exported, monkeypatch, capsys):
     monkeypatch.setattr(sys, 'stdin', io.StringIO('{"text": "so tired all the time"}\n{"post_id": "x", "text": "I want to die"}\n'))
     cli_predict.main(['--model', str(exported.dir / 'model'), '--input', '-', '--format', 'jsonl'])
     out = capsys.readouterr()
-    rows = [json.loads(line) for line in out.out.splitlines()]
-    assert [r['post_id'] for r in rows] == ['1', 'x']
-    assert all(r['disclaimer'] == NOTE for r in rows)
+    head, *rows = [json.loads(line) for line in out.out.splitlines()]
+    assert head == {'disclaimer': HEADER} and [r['post_id'] for r in rows] == ['1', 'x']
+    assert all('disclaimer' not in r for r in rows)
     _check_rows(rows, _thresholds(exported))
 
 
@@ -138,7 +190,7 @@ def test_predict_module_entry_point(exported, tmp_path):
     r = subprocess.run([sys.executable, '-m', 'dataaug_multi_both.cli.predict', '--model', str(exported.dir),
                         '--input', str(tmp_path / 'posts.jsonl')], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
-    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    rows = _csv_rows(r.stdout)
     assert [x['post_id'] for x in rows] == ['a']
     _check_rows(rows, _thresholds(exported))
 
@@ -173,6 +225,13 @@ def test_predict_missing_model_exits_2(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and 'classifier.json' in err[0]
 
 
+def test_predict_plain_text_on_stdin(exported, monkeypatch, capsys):
+    monkeypatch.setattr(sys, 'stdin', io.StringIO('I have not slept in days\n\nI eat nothing, I feel worthless\n'))
+    rows = cli_predict.main(['--export-dir', str(exported.dir), '--input', '-'])
+    assert [r['post_id'] for r in rows] == ['1', '3']
+    _check_rows(_csv_rows(capsys.readouterr().out), _thresholds(exported))
+
+
 def test_export_without_complete_trial_exits_2(search):
     r = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'export_best.py'), '--storage', search.url,
                         '--study-name', 'empty', '--experiments-dir', str(search.tmp / 'exp')],
@@ -196,7 +255,7 @@ def test_predict_evidence_points_at_the_right_characters(exported, tmp_path):
     cli_predict.main(['--model', str(exported.dir), '--input', str(tmp_path / 'posts.jsonl'), '--output', str(tmp_path / 'out.jsonl'),
                       '--html', str(tmp_path / 'ev.html')])
     row = json.loads((tmp_path / 'out.jsonl').read_text())
-    assert sorted(row['evidence']) == sorted(n for n in NAMES if row[f'{n}_pred'])
+    assert sorted(row['evidence']) == sorted(row['flagged'])
     pred = load_predictor(exported.dir, 'cpu')
     ev = post_evidence(pred, [('e', text)], [NAMES], k=3)[0]         # every criterion, to check all offsets
     spans = split_sentences(text)
@@ -208,3 +267,19 @@ def test_predict_evidence_points_at_the_right_characters(exported, tmp_path):
     assert {s['sentence'] for s in ev['SLEEP_ISSUES']} == {text[a:b] for a, b in spans}
     page = (tmp_path / 'ev.html').read_text()
     assert 'not a diagnosis' in page and '<h2>e</h2>' in page
+
+
+def test_predict_refuses_bad_output_and_search_checkpoints_before_writing(search, exported, tmp_path, capsys):
+    "Issue 7, point 8: a directory or unwritable --output, or a trial checkpoint as the model: one line, exit 2, nothing written."
+    (tmp_path / 'posts.csv').write_text('text\nI cannot sleep\n')
+    base = ['--input', str(tmp_path / 'posts.csv')]
+    for out, expect in ((str(tmp_path), 'is a directory'), ('/proc/predictions.csv', 'is not writable')):
+        code, err = _exit(['--export-dir', str(exported.dir), *base, '--output', out], capsys)
+        assert code == 2 and len(err) == 1 and expect in err[0], err
+    from dataaug_multi_both.model import build_model, load_tokenizer, save_classifier
+    save_classifier(build_model(search.cfg, 'tiny', len(NAMES)), load_tokenizer('tiny'), tmp_path / 'trial_0' / 'checkpoint',  # as a trial keeps it
+                    {'label_names': NAMES, 'thresholds': {n: 0.5 for n in NAMES}, 'config': dataclasses.asdict(search.cfg),
+                     'backbone': 'tiny', 'study': 'stage1_broad', 'trial': 0})
+    code, err = _exit(['--model', str(tmp_path / 'trial_0' / 'checkpoint'), *base, '--output', str(tmp_path / 'p.csv')], capsys)
+    assert code == 2 and len(err) == 1 and "is a search checkpoint (study 'stage1_broad' trial 0)" in err[0], err
+    assert not (tmp_path / 'p.csv').exists()

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from dataaug_multi_both import plots
 from dataaug_multi_both.core import UserError
-from dataaug_multi_both.narrow import clip_params, narrow_space, ranked_trials, save_space
+from dataaug_multi_both.narrow import clip_params, load_report, narrow_space, ranked_trials, save_space
 from dataaug_multi_both.report import DISCLAIMER, format_summary, load_study, study_summary, write_report
 from dataaug_multi_both.space import base_space
 
@@ -81,21 +81,24 @@ def stored(tmp_path_factory, demo_dir):
     return {"url": url, "exp": exp, "tmp": tmp}
 
 
-def test_report_html_is_offline_with_one_plotly_js(stored):
+def test_report_html_is_one_self_contained_file(stored):
     page = write_report(stored["url"], "stage2_exploit", experiments_dir=stored["exp"])
     assert page == stored["exp"] / "stage2_exploit" / "report.html" and page.is_file()
     html = page.read_text()
     srcs = re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?([^\"' >]+)", html, flags=re.IGNORECASE)
-    assert srcs == ["plotly.min.js"]
-    assert not re.search(r"<script[^>]*src\s*=\s*[\"']?(https?:)?//", html, flags=re.IGNORECASE)
-    assert "plotly.js v" not in html and len(html) < 1_000_000  # plotly.js is not inlined
-    js = page.parent / "plotly.min.js"
-    assert js.read_bytes() == (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
-    assert len(list(page.parent.rglob("plotly.min.js"))) == 1
+    assert srcs == []  # nothing loaded from beside the page or the network: the file can be sent on its own
+    js = (resources.files("plotly") / "package_data" / "plotly.min.js").read_text()
+    assert html.count(js) == 1  # plotly.js inlined exactly once
+    assert not list(page.parent.rglob("plotly.min.js"))
     assert html.count('class="plotly-graph-div"') == 6  # importance, history, intermediate, narrowing, per class, rank
     assert DISCLAIMER in html
-    write_report(stored["url"], "stage2_exploit", experiments_dir=stored["exp"])  # a rewrite keeps a single copy
-    assert len(list(page.parent.rglob("plotly.min.js"))) == 1
+    assert html.index('id="small-sample"') < html.index("<h2>Summary</h2>")  # 6 complete trials: the caveat comes first
+    assert "<h2>What was searched</h2>" in html and "trials in stage1_broad" in html
+
+    shared = write_report(stored["url"], "stage2_exploit", out_dir=stored["tmp"] / "shared", experiments_dir=stored["exp"],
+                          shared_js=True)
+    assert re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?([^\"' >]+)", shared.read_text()) == ["plotly.min.js"]
+    assert (shared.parent / "plotly.min.js").read_text() == js and len(shared.read_text()) < 1_000_000
 
     summary = json.loads((page.parent / "report.json").read_text())
     assert summary["counts"] == {"COMPLETE": 6, "PRUNED": 1, "FAIL": 1, "RUNNING": 0, "WAITING": 0}
@@ -140,8 +143,24 @@ def test_empty_study_reports_and_plots_without_crashing(stored):
     assert s["importances"]["importances"] is None and "at least 2 complete trials" in s["importances"]["reason"]
     assert s["best"] is None and s["pruned_share"] is None
     page = write_report(stored["url"], "empty", out_dir=stored["tmp"] / "empty_report")
-    assert page.is_file() and (page.parent / "plotly.min.js").is_file()
+    assert page.is_file() and not (page.parent / "plotly.min.js").exists()
     assert json.loads((page.parent / "report.json").read_text())["counts"]["COMPLETE"] == 0
+
+
+def test_report_names_the_export_score(stored):
+    "An export beside the study puts its re-trained test macro-F1 (mean ± std) into the summary, the table and the page."
+    d = stored["exp"] / "stage2_exploit" / "export"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "export_summary.json").write_text(json.dumps({"trial": 3, "seeds": [42, 43, 44], "exported": {"seed": 43},
+        "test_macro_f1": {"n": 3, "mean": 0.61234, "std": 0.0212}, "val_macro_f1": {"n": 3, "mean": 0.6, "std": 0.01}}))
+    try:
+        s = study_summary(stored["url"], "stage2_exploit", experiments_dir=stored["exp"], floor=False)
+        assert s["export"]["test_mean"] == 0.61234 and s["export"]["n"] == 3
+        assert "export: test macro-F1 0.6123 ± 0.0212 over 3 re-trained seed(s) of trial 3" in format_summary(s)
+        page = write_report(stored["url"], "stage2_exploit", out_dir=stored["tmp"] / "x", experiments_dir=stored["exp"], floor=False)
+        assert "0.6123 ± 0.0212 over 3 seeds (trial 3)" in page.read_text()
+    finally:
+        (d / "export_summary.json").unlink()
 
 
 def test_plots_draw_what_the_study_holds(stored):
@@ -152,7 +171,31 @@ def test_plots_draw_what_the_study_holds(stored):
     inter = plots.plot_intermediate(s1)
     assert [d.name for d in inter.data] == ["complete trials", "pruned trials", "pruned here"]
     assert set(inter.data[-1].x) == {4}  # pruned trials stop at pass 4 of 8
-    nar = plots.plot_narrowing(json.loads(s2.user_attrs["narrowing_report"]), base_space(1))
+    nar = plots.plot_narrowing(load_report(s2), base_space(1))
     assert nar.layout.xaxis.type == "log"  # the first knob, learning_rate
+    cat_axes = [a for k, a in nar.layout.to_plotly_json().items() if k.startswith("xaxis") and a.get("type") == "category"]
+    assert cat_axes and all(a["tickangle"] == 0 for a in cat_axes)  # wrapped labels, never rotated into the next row
+    assert "decision_thresholds_per_class" not in [a.text for a in nar.layout.annotations if a.text.startswith("<b>")]
+    hist = plots.plot_history(s1)
+    assert hist.layout.xaxis.tickformat == "d"
     rc = plots.rank_correlation(s1, s2)
     assert rc["n"] == 4 and all(p["stage1_value"] == s1.trials[p["stage1_trial"]].value for p in rc["pairs"])
+
+
+from browser import keep_screenshot, leaving, needs_chromium, render  # noqa: E402
+
+
+@needs_chromium
+def test_report_renders_offline_in_chromium(stored, tmp_path):
+    "The report, copied alone into an empty folder, draws every figure in headless Chromium with no request leaving."
+    page = write_report(stored["url"], "stage2_exploit", out_dir=tmp_path / "made", experiments_dir=stored["exp"], floor=False)
+    alone = tmp_path / "sent" / "report.html"
+    alone.parent.mkdir()
+    alone.write_bytes(page.read_bytes())  # as a colleague receives it: the one file
+    r = render(alone, tmp_path / "report.png", height=1000)
+    keep_screenshot(tmp_path / "report.png")
+    assert leaving(r["requests"]) == [], leaving(r["requests"])
+    assert r["errors"] == [], r["errors"]
+    f = r["facts"]
+    assert f["plotly_divs"] == 6 and f["plotly_drawn"] == 6, f
+    assert "Small sample" in f["text"] and "What was searched" in f["text"]

@@ -11,12 +11,14 @@ Pipeline:
    imports with notebook-local names), the symbols are documented from the exported library modules.
 2. Plotly figures saved as `application/vnd.plotly.v1+json` (the JupyterLab mime type) become a `<div>` and a
    `Plotly.newPlot(...)` call; nothing of plotly.js is inlined.
-3. smalldocs renders `_proc/` (a `_quarto.yml` written here from settings.ini, with every notebook in the sidebar)
-   into `_docs/`.
+3. smalldocs renders `_proc/` (a `_quarto.yml` written here from settings.ini, with every notebook in the sidebar,
+   grouped: the home page, Tutorial, Library, Command line) into `_docs/`, with `styles.css` (code blocks scroll
+   sideways instead of being cut off).
 4. Post-processing: plotly.min.js from the installed plotly package is copied once into
    `_docs/site_libs/plotly/`, and pages with a figure load it by a relative path; every http(s) resource that a page
-   or stylesheet would fetch (web fonts, CDN scripts such as KaTeX) is removed, and links to the site's own
-   `doc_host` become relative.
+   or stylesheet would fetch (web fonts, CDN scripts such as KaTeX) is removed, maths (`$...$`, `$$...$$`) becomes
+   MathML at build time (latex2mathml; browsers draw it natively, no script), links to the site's own `doc_host`
+   become relative, and "source" links to the (placeholder) git repository are removed.
 
 Writes only under the --proc and --out folders.
 """
@@ -311,8 +313,38 @@ def _plain(o):
 # ----------------------------------------------------------------------------- step 3: the smalldocs project
 
 
+SECTIONS = ("Tutorial", "Library", "Command line")
+
+
+def section_of(page: Path) -> str | None:
+    "The sidebar section of a page: None for the home page, Tutorial, Command line (cli_*), else Library."
+    if page.as_posix() == "index.ipynb":
+        return None
+    if "tutorial" in page.stem:
+        return "Tutorial"
+    return "Command line" if page.stem.startswith("cli_") else "Library"
+
+
+def sidebar(pages: list[Path]) -> list:
+    "The sidebar's contents: the home page, then one section per group that has pages, in SECTIONS order."
+    out: list = [p.as_posix() for p in pages if section_of(p) is None]
+    for sec in SECTIONS:
+        group = [p.as_posix() for p in pages if section_of(p) == sec]
+        if group:
+            out.append({"section": sec, "contents": group})
+    return out
+
+
+SITE_CSS = """
+/* tools/build_docs.py: wide code and outputs scroll sideways instead of being cut off */
+pre, div.sourceCode, .cell-output pre { overflow-x: auto; }
+pre code, pre.sourceCode code { white-space: pre; }
+math[display="block"] { overflow-x: auto; max-width: 100%; }
+"""
+
+
 def quarto_yml(cfg: dict, pages: list[Path], out: Path, css: str | None) -> dict:
-    "The site config smalldocs reads: nbdev's defaults, the notebooks in order in the sidebar, no remote services."
+    "The site config smalldocs reads: nbdev's defaults, the notebooks grouped in the sidebar, no remote services."
     html_opts = {"theme": "cosmo", "toc": True, "code-copy": True}
     if css:
         html_opts["css"] = css
@@ -323,7 +355,7 @@ def quarto_yml(cfg: dict, pages: list[Path], out: Path, css: str | None) -> dict
             "title": cfg.get("title") or cfg.get("lib_name", "docs"),
             "description": cfg.get("description", ""),
             "navbar": {"background": "primary", "search": True},
-            "sidebar": {"style": "floating", "contents": [p.as_posix() for p in pages]},
+            "sidebar": {"style": "floating", "contents": sidebar(pages)},
         },
     }
 
@@ -387,6 +419,28 @@ def strip_remote_css(text: str) -> tuple[str, int]:
     return text, n + m
 
 
+_MATH = re.compile(r'<span class="math (inline|display)">\\[(\[](.*?)\\[)\]]</span>', re.DOTALL)
+_SOURCE_LINK = re.compile(r'<a href="https?://github\.com/[^"]*"[^>]*>source</a>')
+
+
+def mathml(text: str) -> tuple[str, int]:
+    "Replace the maths smalldocs leaves for KaTeX (`\\(...\\)`, `\\[...\\]` in `span.math`) by MathML; count them."
+    import html as _html
+
+    from latex2mathml.converter import convert
+
+    def one(m: re.Match) -> str:
+        tex = _html.unescape(m.group(2)).strip()
+        try:
+            ml = convert(tex, display="block" if m.group(1) == "display" else "inline")
+        except Exception:  # noqa: BLE001 - TeX latex2mathml cannot read stays as TeX, visibly
+            return m.group(0)
+        ml = ml.replace("<math ", f'<math alttext="{_html.escape(tex)}" ', 1)
+        return f'<span class="math {m.group(1)}">{ml}</span>'
+
+    return _MATH.subn(one, text)
+
+
 def postprocess(out: Path, own_url: str) -> tuple[int, list[str]]:
     "Load the local plotly.js where a page draws a figure, drop remote resources, make own-site links relative."
     import plotly
@@ -411,11 +465,13 @@ def postprocess(out: Path, own_url: str) -> tuple[int, list[str]]:
         offset = "" if offset == "." else offset + "/"
         text = page.read_text(encoding="utf-8")
         text, gone = strip_remote(text)
+        text, n_math = mathml(text)
+        text = _SOURCE_LINK.sub("", text)  # the repository named in settings.ini is a placeholder
         if gone:
             maths = any("katex" in g for g in gone)
             notes.append(
                 f"{rel}: removed {len(gone)} remote resource(s)"
-                + (" (KaTeX: maths shows as TeX source offline)" if maths else "")
+                + (f" (KaTeX dropped: {n_math} formula(s) rendered as MathML instead)" if maths else "")
                 + ": "
                 + ", ".join(sorted(set(gone)))
             )
@@ -553,7 +609,9 @@ def build(nbs: Path, proc: Path, out: Path, quiet: bool = False) -> dict:
 
     import yaml
 
-    css = "styles.css" if (proc / "styles.css").is_file() else None
+    own_css = (proc / "styles.css").read_text(encoding="utf-8") if (proc / "styles.css").is_file() else ""
+    (proc / "styles.css").write_text(own_css + SITE_CSS, encoding="utf-8")
+    css = "styles.css"
     (proc / "_quarto.yml").write_text(
         yaml.safe_dump(quarto_yml(cfg, pages, out, css), sort_keys=False)
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastcore.imports import IN_IPYTHON
 import argparse, json, sys, warnings
 
-from ..core import cli_entry
+from ..core import Parser, cli_entry
 from ..config import PRECISIONS
 from .. import amp
 
@@ -16,7 +16,7 @@ __all__ = ['main']
 
 # %% ../../nbs/22_cli_doctor.ipynb #e27d6859
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='dmb-doctor', description='What this machine can do for training: Python, torch, '
+    p = Parser(prog='dmb-doctor', description='What this machine can do for training: Python, torch, '
                                 'CUDA, bf16/fp16, CPU threads, library versions, and the precision a run will use.',
                                 epilog='DMB_PRECISION forces a precision for every run; DMB_AMP_CACHE names the file '
                                 'that keeps the CPU bf16 timing ("off" keeps it in memory).')

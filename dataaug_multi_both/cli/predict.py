@@ -8,7 +8,7 @@ from fastcore.imports import IN_IPYTHON
 import argparse, sys
 from pathlib import Path
 
-from ..core import UserError, cli_entry, set_offline
+from ..core import Parser, UserError, cli_entry, set_offline
 
 # %% auto #0
 __all__ = ['parser', 'main']
@@ -16,14 +16,16 @@ __all__ = ['parser', 'main']
 # %% ../../nbs/23_cli_predict.ipynb #ef6132c8
 def parser() -> argparse.ArgumentParser:
     "The `predict` command's arguments."
-    p = argparse.ArgumentParser(prog='python -m dataaug_multi_both.cli.predict',
+    p = Parser(prog='python -m dataaug_multi_both.cli.predict',
         description='Score posts for language related to each DSM-5 depression criterion with an exported model: a '
                     'probability and a yes/no (at the threshold tuned on validation) per criterion. RESEARCH TOOL, NOT '
                     'A DIAGNOSIS: the output says nothing about whether anyone has a disorder and must not be used to '
                     'make decisions about people.')
-    p.add_argument('--model', required=True, help='export directory (holding model/) or its model/ directory')
+    p.add_argument('--export-dir', '--model', dest='export_dir', required=True,
+                   help='export directory written by the export command (holding model/), or its model/ directory')
     p.add_argument('--input', required=True, help="posts: a .csv with a 'text' column, a .jsonl with a 'text' field per line "
-                                                  "('post_id' optional in both), or - for stdin")
+                                                  "('post_id' optional in both), a .txt with one post per line, or - for stdin "
+                                                  "(JSONL, CSV with a header, or one post per line)")
     p.add_argument('--output', default='-', help='where predictions go: a file, or - for stdout (default: -)')
     p.add_argument('--format', choices=('csv', 'jsonl'), default=None,
                    help='output format (default: jsonl for a .jsonl/.ndjson --output, else csv)')
@@ -46,9 +48,10 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')
-    from dataaug_multi_both.predict import NOTE, load_predictor, predict_posts, read_posts, write_predictions
+    from dataaug_multi_both.predict import NOTE, check_output_path, load_predictor, predict_posts, read_posts, write_predictions
+    check_output_path(args.output)
     posts = read_posts(args.input)
-    pred = load_predictor(args.model, args.device)
+    pred = load_predictor(args.export_dir, args.device)
     rows = predict_posts(pred, posts, args.batch_size)
     fmt = _format(args)
     write_predictions(rows, args.output, fmt)

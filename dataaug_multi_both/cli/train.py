@@ -5,10 +5,10 @@
 # %% ../../nbs/20_cli_train.ipynb #6a9ccb3d
 from __future__ import annotations
 from fastcore.imports import IN_IPYTHON
-import argparse, dataclasses, sys, time
+import argparse, dataclasses, re, sys, tempfile, time
 from pathlib import Path
 
-from ..core import UserError, cli_entry, set_offline, writable_dir
+from ..core import Parser, UserError, cli_entry, set_offline, writable_dir
 from ..config import TrainConfig, config_from_dict, load_config_file
 
 # %% auto #0
@@ -22,11 +22,13 @@ def add_config_flags(p:argparse.ArgumentParser # the parser to extend
                     ) -> argparse.ArgumentParser:
     "Add one `--knob` flag per `TrainConfig` field (default: not given)."
     from fastcore.docments import docments
+    from dataaug_multi_both import config as C
     docs = docments(TrainConfig)
     g = p.add_argument_group('training knobs (override --config)')
     for f in dataclasses.fields(TrainConfig):
         flag, t = '--' + f.name.replace('_', '-'), str(f.type)
-        kw: dict = dict(dest=f.name, default=None, help=f'{docs.get(f.name) or ""} (default: {f.default})')
+        doc = re.sub(r'\bone of ([A-Z_]+)\b', lambda m: 'one of ' + ', '.join(map(str, getattr(C, m[1], (m[1],)))), docs.get(f.name) or '')
+        kw: dict = dict(dest=f.name, default=None, help=f'{doc} (default: {f.default})'.replace('%', '%%'))
         if t == 'bool': kw['action'] = argparse.BooleanOptionalAction
         elif t.startswith('int |'): kw['type'] = _parse_opt_int
         elif t.startswith('int'): kw['type'] = int
@@ -44,18 +46,26 @@ def config_from_args(args:argparse.Namespace # parsed flags, including `config`
 # %% ../../nbs/20_cli_train.ipynb #e5f794a0
 def parser() -> argparse.ArgumentParser:
     "The `train` command's arguments."
-    p = argparse.ArgumentParser(prog='python -m dataaug_multi_both.cli.train',
+    p = Parser(prog='python -m dataaug_multi_both.cli.train',
         description='Fine-tune one configuration on ReDSM5-format data, tune thresholds on validation, score on test '
                     'and write DIR/evaluation_report.json. Research tool: its outputs are not a diagnosis.')
     p.add_argument('--config', help='JSON or YAML file of knobs (flags override it)')
     p.add_argument('--data-dir', help='directory with redsm5_posts.csv and redsm5_annotations.csv (default: the generated demo corpus)')
     p.add_argument('--model', default='minilm', help="'minilm' (packaged all-MiniLM-L6-v2), 'tiny' (random small encoder), a local model directory or a cached model id")
-    p.add_argument('--out', help='output directory (default: experiments/runs/<time>)')
+    p.add_argument('--out', '--output-dir', dest='out', help='output directory (default: experiments/runs/<time>)')
     p.add_argument('--split-seed', type=int, default=0, help='seed of the train/val/test split (default: 0)')
     p.add_argument('--include-special-case', action='store_true', help='predict SPECIAL_CASE as a tenth label')
     p.add_argument('--device', choices=('cpu', 'cuda'), help='default: cuda when available')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: on a terminal)')
     return add_config_flags(p)
+
+def _check_out(out:Path):
+    "`UserError` now, before any work, when `out` could not be created or written (nothing is created here)."
+    up = out
+    while not up.exists() and up != up.parent: up = up.parent
+    if not up.is_dir(): raise UserError(f'output directory {str(out)!r} is not writable ({str(up)!r} is a file): choose another with --out')
+    try: tempfile.TemporaryFile(dir=up).close()
+    except OSError as e: raise UserError(f'output directory {str(out)!r} is not writable ({e.strerror}): choose another with --out') from None
 
 @cli_entry
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
@@ -64,7 +74,8 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     args = parser().parse_args(argv)
     set_offline()
     cfg = config_from_args(args)
-    out = writable_dir(args.out or Path('experiments')/'runs'/time.strftime('%Y%m%d-%H%M%S'))
+    out = Path(args.out or Path('experiments')/'runs'/time.strftime('%Y%m%d-%H%M%S'))
+    _check_out(out)
     from dataaug_multi_both.model import resolve_backbone
     from dataaug_multi_both.run import load_splits, run_config
     backbone = resolve_backbone(args.model)
@@ -72,6 +83,7 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')
     splits = load_splits(args.data_dir, args.split_seed, args.include_special_case)
+    writable_dir(out)                                    # created only once the input has been checked
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     print(f'training {args.model} on {len(splits.train)} posts (val {len(splits.val)}, test {len(splits.test)}), '
           f'{cfg.epochs} epochs, seed {cfg.seed}', file=sys.stderr)
