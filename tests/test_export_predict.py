@@ -254,7 +254,7 @@ def test_predict_evidence_points_at_the_right_characters(exported, tmp_path):
     (tmp_path / 'posts.jsonl').write_text(json.dumps({'post_id': 'e', 'text': text}) + '\n')
     cli_predict.main(['--model', str(exported.dir), '--input', str(tmp_path / 'posts.jsonl'), '--output', str(tmp_path / 'out.jsonl'),
                       '--html', str(tmp_path / 'ev.html')])
-    row = json.loads((tmp_path / 'out.jsonl').read_text())
+    row = json.loads((tmp_path / 'out.jsonl').read_text().splitlines()[-1])   # after the disclaimer line
     assert sorted(row['evidence']) == sorted(row['flagged'])
     pred = load_predictor(exported.dir, 'cpu')
     ev = post_evidence(pred, [('e', text)], [NAMES], k=3)[0]         # every criterion, to check all offsets
