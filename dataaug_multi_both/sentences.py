@@ -127,10 +127,10 @@ def resolve_task(task:str, # 'auto', 'criteria' or 'both'
     "'criteria' or 'both' for `task` on `corpus`; `UserError` when 'both' has nothing to learn from."
     if task not in TASKS: raise UserError(f'unknown task {task!r}: choose one of {", ".join(TASKS)}')
     if task == 'criteria': return task
-    rows = sum(len(p.annotations) for p in corpus.posts)
+    rows = sum(1 for p in corpus.posts for a in p.annotations if a[3].strip())
     if rows == 0:
         if task == 'auto': return 'criteria'
-        raise UserError(f'--task both needs sentence annotations, but {ANNOTATIONS_FILE} has no rows for these posts: use --task criteria')
+        raise UserError(f'--task both needs sentence annotations, but no row of {ANNOTATIONS_FILE} has a sentence_text for these posts: use --task criteria')
     sl = sentence_labels(corpus)
     if sl.counts['unmapped'] == sl.counts['rows']:
         if task == 'auto': return 'criteria'

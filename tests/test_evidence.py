@@ -49,7 +49,7 @@ def test_sentence_mapping_edge_cases(tmp_path):
 
 
 def test_task_both_without_usable_sentences_is_a_user_error(tmp_path):
-    no_ann = _corpus(tmp_path / "a", [("p1", "Hello there.")], [])
+    no_ann = _corpus(tmp_path / "a", [("p1", "Hello there.")], [("p1", "p1_0", "", "FATIGUE", 1, "post-level label only")])
     with pytest.raises(UserError, match="needs sentence annotations"):
         resolve_task("both", no_ann)
     none_match = _corpus(tmp_path / "b", [("p1", "Hello there.")], [("p1", "p1_0", "Goodbye.", "FATIGUE", 1, "e")])
@@ -122,7 +122,8 @@ def test_split_sentences_keeps_offsets_on_real_demo_posts(demo_dir):
 
 
 def test_cli_task_both_on_data_without_sentences_exits_2(tmp_path):
-    d = write_redsm5(tmp_path / "data", [(f"p{i}", f"Post {i} text here.") for i in range(30)], [])
+    d = write_redsm5(tmp_path / "data", [(f"p{i}", f"Post {i} text here.") for i in range(30)],   # post-level labels, no sentence_text
+                     [(f"p{i}", f"p{i}_0", "", ["FATIGUE", "ANHEDONIA"][i % 2], 1, "e") for i in range(30)])
     line = one_error_line(run_cli("cli.train", "--data-dir", str(d), "--task", "both", "--out", str(tmp_path / "out"),
                                   "--model", "tiny", "--epochs", "1", "--max-seq-length", "32", "--no-progress"))
     assert "needs sentence annotations" in line and "--task criteria" in line
