@@ -11,8 +11,9 @@ from pathlib import Path
 from .core import UserError
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'POOLINGS', 'LOSSES', 'AUG_METHODS', 'TRUNCATION_SIDES', 'THRESHOLD_MODES', 'PRECISIONS',
-           'EFFECTIVE_BATCHES', 'TrainConfig', 'validate', 'config_from_dict', 'load_config_file']
+__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'POOLINGS', 'LOSSES', 'AUG_METHODS', 'TRUNCATION_SIDES', 'THRESHOLD_MODES', 'TASKS',
+           'EVIDENCE_POOLINGS', 'OBJECTIVES', 'PRECISIONS', 'EFFECTIVE_BATCHES', 'TrainConfig', 'validate',
+           'config_from_dict', 'load_config_file']
 
 # %% ../nbs/01_config.ipynb #e569f667
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
@@ -22,6 +23,9 @@ LOSSES = ('bce', 'weighted_bce', 'focal', 'adaptive_focal', 'hybrid_bce_focal', 
 AUG_METHODS = ('eda', 'synonym', 'insert', 'swap', 'char_perturb', 'none')
 TRUNCATION_SIDES = ('right', 'left')
 THRESHOLD_MODES = ('global', 'per_class')
+TASKS = ('auto', 'criteria', 'both')
+EVIDENCE_POOLINGS = ('mean', 'max')
+OBJECTIVES = ('auto', 'criteria', 'mean')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 EFFECTIVE_BATCHES = (16, 32, 64, 128)
 
@@ -74,6 +78,11 @@ class TrainConfig:
     # evaluation
     evals_per_epoch: int = 4           # validation passes per epoch (the search prunes on these)
     threshold_mode: str = 'global'     # one of THRESHOLD_MODES
+    objective: str = 'auto'            # one of OBJECTIVES: 'criteria' = post macro-F1, 'mean' = mean of post and evidence macro-F1; auto = mean when task is both
+    # evidence (task=both)
+    task: str = 'auto'                 # one of TASKS: 'both' adds the sentence evidence head; auto = both when the data has sentence annotations
+    evidence_loss_weight: float = 1.0  # lambda in loss = criteria loss + lambda * evidence loss
+    evidence_pooling: str = 'mean'     # one of EVIDENCE_POOLINGS: how a sentence's tokens become its vector
     # run
     seed: int = 42                     # seeds python, numpy, torch, sampling and augmentation
     precision: str = 'auto'            # one of PRECISIONS; the AMP probe resolves 'auto'
@@ -101,10 +110,12 @@ _RANGES = {  # knob: (low, high, low inclusive, high inclusive)
     'pos_weight_scale': (0, 1e3, False, True), 'head_lr_scale': (0, 1e3, False, True), 'focal_gamma': (0, 20, True, True), 'focal_alpha': (0, 1, True, True),
     'hybrid_weight': (0, 1, True, True), 'data_fraction': (0, 1, False, True), 'augmentation_prob': (0, 1, True, True),
     'eda_delete_prob': (0, 1, True, True), 'eda_swap_prob': (0, 1, True, True), 'epochs': (0, 1e4, False, True),
+    'evidence_loss_weight': (0, 100, True, True),
 }
 _CHOICES = {'optimizer': OPTIMIZERS, 'lr_scheduler_type': SCHEDULERS, 'pooling': POOLINGS, 'loss_type': LOSSES,
             'augmentation_method': AUG_METHODS, 'truncation_side': TRUNCATION_SIDES,
-            'threshold_mode': THRESHOLD_MODES, 'precision': PRECISIONS}
+            'threshold_mode': THRESHOLD_MODES, 'precision': PRECISIONS, 'task': TASKS, 'evidence_pooling': EVIDENCE_POOLINGS,
+            'objective': OBJECTIVES}
 _POSITIVE_INTS = ('cycle_length', 'batch_size', 'grad_accum', 'head_hidden_dim', 'max_seq_length', 'evals_per_epoch')
 
 def validate(cfg:TrainConfig # the configuration to check
@@ -128,6 +139,8 @@ def validate(cfg:TrainConfig # the configuration to check
         raise UserError(f'max_layers must be a positive integer or null (got {cfg.max_layers!r})')
     if cfg.pad_to_multiple_of is not None and (not isinstance(cfg.pad_to_multiple_of, int) or cfg.pad_to_multiple_of < 1):
         raise UserError(f'pad_to_multiple_of must be a positive integer or null (got {cfg.pad_to_multiple_of!r})')
+    if cfg.objective == 'mean' and cfg.task == 'criteria':
+        raise UserError("objective 'mean' averages post and evidence macro-F1, so it needs task both (or auto): set --task both or --objective criteria")
     if cfg.effective_batch not in EFFECTIVE_BATCHES:
         raise UserError(f'batch_size x grad_accum = {cfg.batch_size} x {cfg.grad_accum} = {cfg.effective_batch}; '
                         f'it must be one of {", ".join(map(str, EFFECTIVE_BATCHES))}')

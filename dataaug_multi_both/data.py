@@ -30,6 +30,7 @@ class Post:
     text: str                    # the full post
     labels: np.ndarray           # float32 multi-hot over the corpus' label names
     evidence: list = field(default_factory=list) # (criterion, sentence) pairs with status 1
+    annotations: list = field(default_factory=list) # (sentence_id, criterion, status 0/1, sentence_text) rows, status 0 included
 
 @dataclass
 class Corpus:
@@ -109,7 +110,9 @@ def load_redsm5(data_dir:str|Path, # directory with redsm5_posts.csv and redsm5_
         if sym not in valid: raise UserError(f'{ANNOTATIONS_FILE} line {i}: unknown DSM5_symptom {r["DSM5_symptom"]!r}; valid: {", ".join(sorted(valid))}')
         status = (r['status'] or '').strip()
         if status not in ('0', '1', '0.0', '1.0'): raise UserError(f'{ANNOTATIONS_FILE} line {i}: status must be 0 or 1 (got {status!r})')
-        if sym not in col or float(status) != 1: continue
+        if sym not in col: continue
+        posts[pid].annotations.append(((r['sentence_id'] or '').strip(), sym, int(float(status)), (r['sentence_text'] or '').strip()))
+        if float(status) != 1: continue
         posts[pid].labels[col[sym]] = 1.0
         posts[pid].evidence.append((sym, (r['sentence_text'] or '').strip()))
     if not any(p.labels.any() for p in posts.values()):

@@ -10,6 +10,7 @@ from typing import Callable
 
 from .core import SPECIAL_CASE, UserError, atomic_write_bytes, atomic_write_json, redact_url, set_offline, versions, writable_dir
 from .config import config_from_dict
+from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
 __all__ = ['DISCLAIMER', 'DEFAULT_STUDY', 'best_trial', 'trial_setup', 'seed_stats', 'export_readme', 'export_best',
@@ -220,7 +221,8 @@ def export_best(storage_url:str, # the search's Optuna storage URL
             rows.append({'seed': s, 'stopped': rep['stopped']}); say(f'seed {s}: stopped early ({rep["stopped"]})')
             continue
         rows.append({'seed': s, **{k: rep[k] for k in ('val_macro_f1', 'val_macro_f1_in_sample', 'test_macro_f1', 'test_micro_f1',
-                                                       'thresholds', 'per_class')}, 'seconds': rep['durations']['total_seconds']})
+                                                       'thresholds', 'per_class')}, 'seconds': rep['durations']['total_seconds'],
+                     **{k: rep[k] for k in ('task', 'objective', 'objective_value', 'evidence_thresholds', *EVIDENCE_ATTRS) if k in rep}})
         say(f'seed {s}: val macro-F1 {rep["val_macro_f1"]:.4f}  test macro-F1 {rep["test_macro_f1"]:.4f}  ({rep["durations"]["total_seconds"]:.0f}s)')
         if keep is None or rep['val_macro_f1'] > keep[0]['val_macro_f1']: keep = (rep, res)
         del res
@@ -232,7 +234,8 @@ def export_best(storage_url:str, # the search's Optuna storage URL
     config = dataclasses.asdict(cfg)
     meta = {'label_names': names, 'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode,
             'config': {**config, 'seed': rep['seed']}, 'backbone': setup['backbone'], 'seed': rep['seed'],
-            'study': study_name, 'trial': best.number, 'disclaimer': DISCLAIMER}
+            'study': study_name, 'trial': best.number, 'disclaimer': DISCLAIMER,
+            'task': rep['task'], 'evidence_thresholds': rep.get('evidence_thresholds')}
     (out/'export_summary.json').unlink(missing_ok=True)             # no summary may describe a model being replaced
     save_classifier(res.model.cpu(), res.tokenizer, out/'model', meta)
     from dataaug_multi_both.hf import save_for_transformers            # the same model for plain transformers (hf_model/)
@@ -247,12 +250,16 @@ def export_best(storage_url:str, # the search's Optuna storage URL
         'val_mean': val['mean'], 'val_std': val['std'], 'test_mean': test['mean'], 'test_std': test['std'],
         'adjusted_score': test['mean'] - 0.1 * test['std'],
         'adjusted_score_formula': 'mean(test macro-F1) - 0.1 * std(test macro-F1) over completed seeds (sample std)',
-        'search_gap': best.value - val['mean'],
-        'search_gap_meaning': 'search-time validation macro-F1 minus the mean re-trained validation macro-F1 (both cross-fitted); '
+        'search_gap': best.value - sum(r.get('objective_value', r['val_macro_f1']) for r in done) / len(done),
+        'search_gap_meaning': 'search-time objective minus the mean re-trained objective, on validation (both cross-fitted; the objective is '
+                              'the validation macro-F1, or with task both by default its mean with the evidence macro-F1); '
                               'positive = the search score was optimistic',
         'exported': {'seed': rep['seed'], 'dir': 'model', 'transformers_dir': 'hf_model', 'chosen_by': 'highest cross-fitted validation macro-F1 (test never chooses)',
                      'val_macro_f1': rep['val_macro_f1'], 'test_macro_f1': rep['test_macro_f1'],
                      'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode},
+        'task': rep['task'], 'objective': rep['objective'],
+        'evidence': {k: seed_stats([r[k] for r in done]) for k in ('test_evidence_macro_f1', 'test_evidence_recall_at_1', 'test_evidence_recall_at_3')
+                     if all(k in r for r in done)},
         'backbone': setup['backbone'], 'label_names': names, 'data': data, 'device': rep['device'], 'precision': rep['precision'],
         'notes': notes, 'versions': versions(), 'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         'seconds': round(time.time() - t0, 1), 'export_dir': str(out)}

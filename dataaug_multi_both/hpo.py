@@ -17,13 +17,14 @@ from .storage import DEFAULT_STORAGE, HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, backe
 from .space import SearchSpace, base_space, params_to_config
 from .narrow import clip_params, load_space, narrow_space, rank_at_shared_rung, ranked_trials, save_space
 from .model import build_model, encoder_depth, load_tokenizer, resolve_backbone
-from .run import load_splits, run_config
+from .run import load_splits, run_config, search_objective
+from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
-__all__ = ['STAGES', 'OBJECTIVE_NAME', 'SearchJob', 'config_params', 'BroadStage', 'NarrowStage', 'TrialRecord', 'trial_dir',
-           'worker_identity', 'worker_alive', 'reclaim_trials', 'trials_done', 'state_counts', 'sampler_seed',
-           'best_numbers', 'prune_checkpoints', 'remove_temp_files', 'sync_reports', 'Objective', 'preflight',
-           'prepare_study', 'run_worker', 'run_stage']
+__all__ = ['STAGES', 'OBJECTIVE_NAME', 'SearchJob', 'config_params', 'study_objective', 'BroadStage', 'NarrowStage',
+           'TrialRecord', 'trial_dir', 'worker_identity', 'worker_alive', 'reclaim_trials', 'trials_done',
+           'state_counts', 'sampler_seed', 'best_numbers', 'prune_checkpoints', 'remove_temp_files', 'sync_reports',
+           'Objective', 'preflight', 'prepare_study', 'run_worker', 'run_stage']
 
 # %% ../nbs/16_hpo.ipynb #19fd3730
 @dataclass
@@ -79,12 +80,19 @@ def config_params(cfg:TrainConfig, # a configuration
     return clip_params(raw, space)
 
 # %% ../nbs/16_hpo.ipynb #044835b0
+def study_objective(job:SearchJob # the stage's settings (base task and objective, data)
+                   ) -> tuple[str, tuple[str, ...]]:
+    "The objective a new Stage 1 study ranks by and the choices of its `task` knob; `UserError` for --task both without evidence."
+    return search_objective(config_from_dict(job.base), load_splits(job.data_dir, job.split_seed))
+
+# %% ../nbs/16_hpo.ipynb #8b83e817
 class BroadStage:
     "Stage 1: the full space, half the data, 2 epochs, successive-halving pruning."
     defaults = dict(study_name='stage1_broad', n_trials=350, epochs=2, data_fraction=0.5, evals_per_epoch=4)
     def space(self, job:SearchJob) -> tuple[SearchSpace, dict|None]:
-        "The full space (no narrowing report)."
-        return base_space(1, max_seq_lengths=job.max_seq_lengths), None
+        "The full space (no narrowing report), with the task choices the study's objective allows."
+        _, tasks = study_objective(job)
+        return base_space(1, max_seq_lengths=job.max_seq_lengths, tasks=tasks), None
     def pruner(self, job:SearchJob) -> optuna.pruners.BasePruner:
         "Optuna's successive halving on validation passes."
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=job.min_resource, reduction_factor=job.reduction_factor)
@@ -109,10 +117,12 @@ class NarrowStage:
         s1, ranked, info = self._stage1(job)
         base = load_space(s1) or base_space(1, max_seq_lengths=job.max_seq_lengths)
         base = SearchSpace(list(base) + [k for k in base_space(2) if k.name not in base])   # Stage 2 adds thresholds per class
-        space, report = narrow_space(ranked, base, top_k=job.top_k, direction=s1.direction)
+        space, report = narrow_space(ranked, base, top_k=job.top_k, direction=s1.direction,
+                                     missing={'task': 'criteria'})    # a Stage 1 study made before `task` trained the post head alone
         best = ranked_trials(s1.get_trials(deepcopy=False), s1.direction)
         report.update(stage1_study=job.stage1_study, ranking=info, n_complete=info['n_complete'], n_ranked=info['n_ranked'],
-                      stage1_best_trial=best[0].number if best else None)
+                      stage1_best_trial=best[0].number if best else None,
+                      objective=s1.user_attrs.get('objective', 'criteria'))  # Stage 2 ranks by what Stage 1 ranked by
         report['notes'] = [info['text']] + list(report.get('notes', []))
         return space, report
     def pruner(self, job:SearchJob) -> optuna.pruners.BasePruner:
@@ -268,7 +278,7 @@ def sync_reports(study:optuna.Study, # the study
 
 # %% ../nbs/16_hpo.ipynb #3f09ba06
 class Objective:
-    "Trains one configuration per trial and returns its cross-fitted validation macro-F1."
+    "Trains one configuration per trial and returns the study's objective (cross-fitted validation macro-F1, or its mean with the evidence macro-F1)."
     def __init__(self, job:SearchJob, # the stage's settings
                  space:SearchSpace, # what to sample
                  seed:int=0, # this worker's sampler seed (recorded on each trial)
@@ -293,7 +303,9 @@ class Objective:
 
     def _run(self, trial:optuna.Trial) -> float:
         params = self.space.suggest(trial)
-        cfg, adjustments = params_to_config(params, self.base, self.depth, self.job.max_batch)
+        base = dataclasses.replace(self.base, objective=trial.study.user_attrs.get('objective', 'criteria'))  # one objective per study
+        if 'task' not in self.space and 'task' not in self.job.base: base = dataclasses.replace(base, task='criteria')  # a pre-task study
+        cfg, adjustments = params_to_config(params, base, self.depth, self.job.max_batch)
         TrialRecord(config=dataclasses.asdict(cfg), params=params, backbone=self.job.backbone, data_dir=self.job.data_dir,
                     split_seed=self.job.split_seed, label_names=self.splits.train.label_names, stage=self.job.stage,
                     worker=self.worker, sampler_seed=self.seed, adjustments=adjustments).save(trial)
@@ -321,14 +333,16 @@ class Objective:
         if res.stopped:
             trial.set_user_attr('prune_reason', res.stopped)
             raise optuna.TrialPruned(res.stopped)
-        value = rep['val_macro_f1']
-        for k in ('val_macro_f1_in_sample', 'thresholds'): trial.set_user_attr(k, rep.get(k))
+        value = rep['objective_value']                                # the study's objective (see `study_objective`)
+        for k in ('val_macro_f1_in_sample', 'thresholds', 'val_macro_f1', 'task', 'objective', 'evidence_thresholds', *EVIDENCE_ATTRS):
+            if k in rep: trial.set_user_attr(k, rep[k])
         trial.set_user_attr('runtime_seconds', rep['durations']['total_seconds'])
         if self._is_top_k(trial.study, value):
             from dataaug_multi_both.model import save_classifier
             save_classifier(res.model, res.tokenizer, out/'checkpoint',
                             {'label_names': self.splits.train.label_names, 'thresholds': rep['thresholds'],
-                             'threshold_mode': cfg.threshold_mode, 'config': dataclasses.asdict(cfg),
+                             'threshold_mode': cfg.threshold_mode, 'config': dataclasses.asdict(cfg), 'task': rep['task'],
+                             'evidence_thresholds': rep.get('evidence_thresholds'),
                              'backbone': self.job.backbone, 'study': self.job.study_name, 'trial': trial.number})
         return value
 
@@ -352,6 +366,7 @@ def preflight(job:SearchJob # the stage's settings
         raise UserError(f'backbone {job.backbone!r} cannot be loaded ({type(e).__name__}: {first}): pass a directory with a '
                         'config.json, tokenizer and weights, or --backbone minilm') from None
     splits = load_splits(job.data_dir, job.split_seed)
+    if job.stage == 1: search_objective(config_from_dict(job.base), splits)   # --task both on data without sentence evidence
     small = {n: len(s) for n, s in (('train', splits.train), ('validation', splits.val), ('test', splits.test)) if len(s) < 4}
     if small:
         raise UserError(f'the data has too few posts to search on ({", ".join(f"{n}: {k}" for n, k in small.items())} posts): '
@@ -376,10 +391,12 @@ def prepare_study(job:SearchJob # the stage's settings
         space, report = stage.space(job)                              # Stage 2 fails here, before creating anything
         seeds = stage.seed_trials(job, space)
         study = study or optuna.create_study(storage=storage, study_name=job.study_name, direction='maximize')
+        objective = report['objective'] if report and 'objective' in report else study_objective(job)[0]
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([OBJECTIVE_NAME])                  # optuna-dashboard shows the name, not "Objective 0"
+            study.set_metric_names([OBJECTIVE_NAME if objective == 'criteria' else 'mean_val_post_and_evidence_macro_f1'])  # optuna-dashboard shows the name
         save_space(study, space, report)
+        study.set_user_attr('objective', objective)
         study.set_user_attr('stage', job.stage)
         for s in seeds: study.enqueue_trial(s['params'], user_attrs=s['user_attrs'], skip_if_exists=True)
         return study, space

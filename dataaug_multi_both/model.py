@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .config import POOLINGS, TrainConfig
+from .config import EVIDENCE_POOLINGS, POOLINGS, TrainConfig
 from .core import UserError, atomic_write_json, set_offline, writable_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 # %% auto #0
-__all__ = ['resolve_backbone', 'load_tokenizer', 'encoder_depth', 'DSMClassifier', 'build_model', 'layer_groups', 'frozen_depth',
-           'encode_bottom', 'classify_from', 'save_classifier', 'load_classifier']
+__all__ = ['resolve_backbone', 'load_tokenizer', 'encoder_depth', 'pool_sentences', 'DSMClassifier', 'build_model',
+           'layer_groups', 'frozen_depth', 'encode_bottom', 'classify_from', 'save_classifier', 'load_classifier']
 
 # %% ../nbs/06_model.ipynb #27c6d7b7
 set_offline()
@@ -80,6 +80,23 @@ def encoder_depth(backbone:str|None, # anything `resolve_backbone` takes
     return n if max_layers is None else max(1, min(n, max_layers))
 
 # %% ../nbs/06_model.ipynb #0522b21a
+def pool_sentences(h:torch.Tensor, # [B, T, H] token vectors
+                   sentence_ids:torch.Tensor, # [B, T] sentence index of each token, -1 outside sentences
+                   n_sentences:int|None=None, # S (default: the largest index + 1)
+                   how:str='mean' # 'mean' or 'max' over a sentence's tokens
+                  ) -> tuple[torch.Tensor, torch.Tensor]: # [B, S, H] sentence vectors and [B, S] mask of sentences with tokens
+    "One vector per sentence, pooled from that sentence's own tokens."
+    S = int(n_sentences if n_sentences is not None else max(int(sentence_ids.max()) + 1, 1))
+    member = sentence_ids.unsqueeze(1) == torch.arange(S, device=h.device)[None, :, None]      # [B, S, T]
+    count = member.sum(-1)                                                                      # [B, S]
+    if how == 'mean': vec = torch.bmm(member.to(h.dtype), h) / count.clamp(min=1).unsqueeze(-1).to(h.dtype)
+    elif how == 'max':
+        vec = h.unsqueeze(1).masked_fill(~member.unsqueeze(-1), torch.finfo(h.dtype).min).max(2).values
+        vec = vec.masked_fill((count == 0).unsqueeze(-1), 0)
+    else: raise UserError(f'unknown evidence pooling {how!r}: choose one of {", ".join(EVIDENCE_POOLINGS)}')
+    return vec, count > 0
+
+# %% ../nbs/06_model.ipynb #47efffd0
 def _pool(h:torch.Tensor, mask:torch.Tensor, how:str) -> torch.Tensor:
     if how == 'cls': return h[:, 0]
     m = mask.unsqueeze(-1).to(h.dtype)
@@ -88,29 +105,41 @@ def _pool(h:torch.Tensor, mask:torch.Tensor, how:str) -> torch.Tensor:
     raise UserError(f'unknown pooling {how!r}: choose one of {", ".join(POOLINGS)}')
 
 class DSMClassifier(nn.Module):
-    "A Hugging Face encoder, a pooling step and an MLP head giving one logit per label."
+    "A Hugging Face encoder, a pooling step and an MLP head giving one logit per label (plus, optionally, an evidence head per sentence)."
     def __init__(self,
                  encoder:PreTrainedModel, # a Hugging Face encoder (e.g. `BertModel`)
                  num_labels:int, # criteria to score
                  pooling:str='mean', # one of POOLINGS: cls, mean or max
                  head_hidden_dim:int=384, # width of the head's hidden layer
-                 dropout:float=0.1 # dropout between the head's two layers
+                 dropout:float=0.1, # dropout between the head's two layers
+                 evidence_pooling:str|None=None # one of EVIDENCE_POOLINGS to add the sentence evidence head; None = post head only
                 ):
         super().__init__()
         if pooling not in POOLINGS: raise UserError(f'unknown pooling {pooling!r}: choose one of {", ".join(POOLINGS)}')
+        if evidence_pooling not in (None, *EVIDENCE_POOLINGS):
+            raise UserError(f'unknown evidence pooling {evidence_pooling!r}: choose one of {", ".join(EVIDENCE_POOLINGS)}')
         self.encoder: PreTrainedModel = encoder
-        self.pooling, self.num_labels = pooling, num_labels
+        self.pooling, self.num_labels, self.evidence_pooling = pooling, num_labels, evidence_pooling
         self.head_hidden_dim, self.dropout = head_hidden_dim, dropout
         h = encoder.config.hidden_size
-        self.head = nn.Sequential(nn.Linear(h, head_hidden_dim), nn.GELU(), nn.Dropout(dropout),
-                                  nn.Linear(head_hidden_dim, num_labels))
+        self.head = _mlp(h, head_hidden_dim, dropout, num_labels)
+        self.evidence_head = _mlp(h, head_hidden_dim, dropout, num_labels) if evidence_pooling else None
 
     def forward(self,
                 input_ids:torch.Tensor, # [B, T] token ids
-                attention_mask:torch.Tensor # [B, T] 1 for real tokens, 0 for padding
-               ) -> torch.Tensor: # [B, num_labels] float32 logits
+                attention_mask:torch.Tensor, # [B, T] 1 for real tokens, 0 for padding
+                sentence_ids:torch.Tensor|None=None, # [B, T] sentence index of each token, -1 outside sentences (evidence head only)
+                n_sentences:int|None=None # S, sentences per post in the output (default: the largest index + 1)
+               ): # [B, L] float32 logits; with `sentence_ids`: also [B, S, L] sentence logits and the [B, S] mask of sentences that have tokens
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(_pool(h, attention_mask, self.pooling)).float()
+        logits = self.head(_pool(h, attention_mask, self.pooling)).float()
+        if sentence_ids is None: return logits
+        if self.evidence_head is None: raise UserError('this model has no evidence head: train it with task both')
+        vec, has = pool_sentences(h, sentence_ids, n_sentences, self.evidence_pooling or 'mean')
+        return logits, self.evidence_head(vec).float(), has
+
+def _mlp(h, hidden, dropout, out):
+    return nn.Sequential(nn.Linear(h, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out))
 
 # %% ../nbs/06_model.ipynb #2699d64b
 @contextlib.contextmanager
@@ -150,9 +179,10 @@ def _unflag(module:nn.Module):
         if hasattr(m, '_is_hf_initialized'): del m._is_hf_initialized
 
 # %% ../nbs/06_model.ipynb #c9ce8e47
-def build_model(cfg:TrainConfig, # reads pooling, head_hidden_dim, dropout, freeze_n_layers, reinit_last_n_layers, max_layers, gradient_checkpointing, seed
+def build_model(cfg:TrainConfig, # reads pooling, head_hidden_dim, dropout, freeze_n_layers, reinit_last_n_layers, max_layers, gradient_checkpointing, seed, evidence_pooling
                 backbone:str|None, # anything `resolve_backbone` takes
-                num_labels:int # criteria to score
+                num_labels:int, # criteria to score
+                evidence:bool=False # add the sentence evidence head (task both)
                ) -> DSMClassifier:
     "A fresh `DSMClassifier` for one run, in training mode, on the CPU."
     from transformers import BertModel
@@ -178,7 +208,7 @@ def build_model(cfg:TrainConfig, # reads pooling, head_hidden_dim, dropout, free
             enc.config.use_cache = False  # an encoder keeps no cache; saying so avoids a warning per run
             if hasattr(enc, 'activation_checkpointing_enable'): enc.activation_checkpointing_enable()
             else: enc.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})  # older transformers 5.x
-        model = DSMClassifier(enc, num_labels, cfg.pooling, cfg.head_hidden_dim, cfg.dropout)
+        model = DSMClassifier(enc, num_labels, cfg.pooling, cfg.head_hidden_dim, cfg.dropout, cfg.evidence_pooling if evidence else None)
     return model.train()
 
 def _embedding_params(enc:PreTrainedModel) -> list[nn.Parameter]:
@@ -198,7 +228,8 @@ def layer_groups(model:DSMClassifier # a model from `build_model` or `load_class
         if name.startswith(lname + '.'): groups[1 + int(name[len(lname) + 1:].split('.')[0])].append(p)
         elif id(p) in emb: groups[0].append(p)
         else: groups[-1].append(p)
-    groups.append([p for p in model.head.parameters() if p.requires_grad])
+    heads = [model.head] + ([model.evidence_head] if model.evidence_head is not None else [])
+    groups.append([p for h in heads for p in h.parameters() if p.requires_grad])
     return [g for g in groups if g]
 
 # %% ../nbs/06_model.ipynb #d1a178cf
@@ -264,8 +295,11 @@ def save_classifier(model:DSMClassifier, # the trained model
         with _no_progress_bar(): model.encoder.save_pretrained(tmp/'encoder')
         tokenizer.save_pretrained(tmp/'encoder')
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(tmp/'head.safetensors'))
+        if model.evidence_head is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.evidence_head.state_dict().items()}, str(tmp/'evidence_head.safetensors'))
         atomic_write_json(tmp/'classifier.json', {**meta, 'format_version': 1, 'pooling': model.pooling,
-                          'head_hidden_dim': model.head_hidden_dim, 'dropout': model.dropout, 'num_labels': model.num_labels})
+                          'head_hidden_dim': model.head_hidden_dim, 'dropout': model.dropout, 'num_labels': model.num_labels,
+                          'evidence_pooling': model.evidence_pooling})
         os.chmod(tmp, 0o755)
         if out.exists():
             old = out.parent/f'.{out.name}.{uuid.uuid4().hex[:8]}.old'
@@ -297,8 +331,9 @@ def load_classifier(path:str|Path # a directory written by `save_classifier`
     try:
         enc = _from_pretrained(path/'encoder')
         tok = AutoTokenizer.from_pretrained(str(path/'encoder'), local_files_only=True)
-        model = DSMClassifier(enc, meta['num_labels'], meta['pooling'], meta['head_hidden_dim'], meta['dropout'])
+        model = DSMClassifier(enc, meta['num_labels'], meta['pooling'], meta['head_hidden_dim'], meta['dropout'], meta.get('evidence_pooling'))
         model.head.load_state_dict(load_file(str(path/'head.safetensors')))
+        if model.evidence_head is not None: model.evidence_head.load_state_dict(load_file(str(path/'evidence_head.safetensors')))
     except UserError: raise
     except Exception as e:  # noqa: BLE001 -- whatever breaks, the user's fix is the same
         raise UserError(f'cannot load the classifier in {str(path)!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}); export it again') from None

@@ -157,7 +157,8 @@ def narrow_space(trials:Iterable[FrozenTrial], # the stored Stage 1 study's tria
                  min_width:float=0.1, # narrowest numeric band, as a share of the base range (log scale for log knobs)
                  edge_share:float=0.2, # share of top values within 5% of a base edge that keeps that edge
                  top_categories:int=2, # most frequent choices kept per categorical (plus the best trial's)
-                 min_trials:int=3 # fewest complete trials (and fewest top trials using a knob) worth narrowing from
+                 min_trials:int=3, # fewest complete trials (and fewest top trials using a knob) worth narrowing from
+                 missing:dict|None=None # values of knobs a trial never sampled because its study predates them ({'task': 'criteria'})
                 ) -> tuple[SearchSpace, dict]:
     "Stage 2's space narrowed from where the best Stage 1 trials landed, and a JSON-ready report of how."
     trials = list(trials)
@@ -170,11 +171,12 @@ def narrow_space(trials:Iterable[FrozenTrial], # the stored Stage 1 study's tria
                         f'{len(ranked)} (of {len(trials)} trials): run Stage 1 longer (more --trials) before Stage 2')
     top = ranked[:top_k]
     notes = [] if len(ranked) >= top_k else [f'only {len(ranked)} complete trials, fewer than top_k={top_k}: narrowed from all of them']
-    sampled = set().union(*(t.params for t in trials))
+    missing = missing or {}
+    sampled = set().union(*(t.params for t in trials)) | set(missing)
     knobs: list[Knob] = []
     per_knob: dict[str, dict[str, Any]] = {}
     for knob in base:
-        raw = [t.params[knob.name] for t in top if knob.name in t.params]
+        raw = [t.params.get(knob.name, missing.get(knob.name)) for t in top if knob.name in t.params or knob.name in missing]
         vals = [v for v in raw if _fits(knob, v)]
         knotes = [f'ignored {len(raw) - len(vals)} stored values that do not fit the base space'] if len(vals) < len(raw) else []
         if knob.name not in sampled: new, why = knob, ['the stored study never sampled it: base range kept']

@@ -18,7 +18,7 @@ from .space import CatKnob, FloatKnob, IntKnob, Knob, SearchSpace
 
 # %% auto #0
 __all__ = ['LIGHT', 'DARK', 'ACCENT', 'GREY', 'TEMPLATE', 'EVALUATORS', 'message_figure', 'complete_trials', 'param_importances',
-           'plot_importance', 'plot_history', 'plot_intermediate', 'plot_narrowing', 'plot_per_class',
+           'plot_importance', 'plot_history', 'plot_intermediate', 'plot_narrowing', 'plot_per_class', 'plot_evidence',
            'rank_correlation', 'plot_rank_correlation']
 
 # %% ../nbs/16_plots.ipynb #416810e0
@@ -246,6 +246,31 @@ def plot_per_class(report_json:dict, # an evaluation report: per_class {label: {
     fig.update_layout(template=TEMPLATE, title=dict(text=f'{title}<br><sup>{sub}; t = decision threshold</sup>'), barmode='group',
                       height=480, yaxis=dict(range=[0, 1.12], title='test score'), xaxis=dict(tickangle=-30, automargin=True),
                       margin=dict(t=90, b=120), legend=dict(orientation='h', y=-0.45, yanchor='top', x=0, xanchor='left'))
+    return fig
+
+# %% ../nbs/16_plots.ipynb #fd2d68ff
+def plot_evidence(report_json:dict, # an evaluation report of a task=both run (test_evidence_* figures)
+                  floor:dict|None=None, # the sentence floor's figures (and optionally the post floor's test_macro_f1)
+                  name:str|None=None # what the title calls the model; default "trial N" from the report
+                 ) -> go.Figure:
+    "Test post macro-F1, evidence macro-F1 and evidence recall@1/@3 of a run beside the TF-IDF floors."
+    rep, floor = report_json or {}, floor or {}
+    who = name or (f'trial {rep["trial"]}' if rep.get('trial') is not None else 'model')
+    title = f'Evidence sentences, {who} vs TF-IDF floor'
+    keys = [('test_macro_f1', 'post macro-F1'), ('test_evidence_macro_f1', 'evidence macro-F1'),
+            ('test_evidence_recall_at_1', 'evidence recall@1'), ('test_evidence_recall_at_3', 'evidence recall@3')]
+    if not isinstance(rep.get('test_evidence_macro_f1'), (int, float)):
+        return message_figure(title, 'no evidence figures in this report (task criteria, a pruned trial, or test not predicted)')
+    fig = go.Figure()
+    for src, label, color in ((rep, who, DARK), (floor, 'TF-IDF floor', LIGHT)):
+        y = [src.get(k) if isinstance(src.get(k), (int, float)) else None for k, _ in keys]
+        fig.add_trace(go.Bar(x=[l for _, l in keys], y=y, name=label, marker_color=color,
+                             text=[f'{v:.3f}' if v is not None else '' for v in y], textposition='outside',
+                             hovertemplate='%{x}<br>%{y:.3f}<extra>' + label + '</extra>'))
+    fig.update_layout(template=TEMPLATE, title=dict(text=f'{title}<br><sup>test split; thresholds tuned on validation sentences; '
+                      'recall@k = share of (post, criterion) pairs with an evidence sentence among the top k</sup>'),
+                      barmode='group', height=440, yaxis=dict(range=[0, 1.12], title='test score'), margin=dict(t=90),
+                      legend=dict(orientation='h', y=-0.15, yanchor='top', x=0, xanchor='left'))
     return fig
 
 # %% ../nbs/16_plots.ipynb #a58d110c

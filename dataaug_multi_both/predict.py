@@ -14,8 +14,8 @@ import numpy as np
 from .core import UserError, atomic_write_bytes
 
 # %% auto #0
-__all__ = ['NOTE', 'HEADER', 'Predictor', 'load_predictor', 'read_posts', 'predict_posts', 'write_predictions',
-           'check_output_path']
+__all__ = ['NOTE', 'HEADER', 'Predictor', 'load_predictor', 'read_posts', 'predict_posts', 'post_evidence', 'write_predictions',
+           'check_output_path', 'evidence_html']
 
 # %% ../nbs/19_predict.ipynb #85a157b8
 NOTE = 'research tool, not a diagnosis'
@@ -162,7 +162,33 @@ def predict_posts(predictor:Predictor, # from `load_predictor`
         row: dict[str, Any] = {'post_id': pid, 'flagged': [n for n, b in zip(p.label_names, d.tolist()) if b]}
         for n, a in zip(p.label_names, pr.tolist()): row[f'{n}_prob'] = a if digits is None else round(a, digits)
         rows.append(row)
+    if getattr(p.model, 'evidence_head', None) is not None:          # a task=both model: the sentences behind each flag
+        flagged = [[n for n, b in zip(p.label_names, d.tolist()) if b] for d in dec]
+        for row, ev in zip(rows, post_evidence(p, posts, flagged, batch_size=batch_size)): row['evidence'] = ev
     return rows
+
+# %% ../nbs/19_predict.ipynb #2b33229d
+def post_evidence(predictor:Predictor, # from `load_predictor`; its model must have an evidence head
+                  posts:list[tuple[str, str]], # (post_id, text) pairs
+                  flagged:list[list[str]], # per post: the criteria it was flagged for
+                  k:int=3, # sentences per flagged criterion
+                  batch_size:int=32 # posts per forward pass
+                 ) -> list[dict]:
+    "Per post: {criterion: [{sentence, score, start, end}, ...]} for its flagged criteria."
+    from dataaug_multi_both.sentences import split_sentences, token_sentences, top_evidence
+    from dataaug_multi_both.trainer import EvidenceData, encode_texts, predict_both
+    p, tok = predictor, predictor.tokenizer
+    texts = [t for _, t in posts]
+    spans = [split_sentences(t) for t in texts]
+    sid, lost = token_sentences(tok, texts, spans, p.max_seq_length, p.truncation_side)
+    ev = EvidenceData(sid, [np.zeros((len(sp), len(p.label_names)), np.float32) for sp in spans], lost, spans)
+    ids = encode_texts(tok, texts, p.max_seq_length, p.truncation_side)
+    _, sprobs = predict_both(p.model, ids, ev, tok.pad_token_id or 0, p.device, p.precision, batch_size)
+    out = []
+    for t, sp, pr, lo, fl in zip(texts, spans, sprobs, lost, flagged):
+        keep = np.flatnonzero(~lo)
+        out.append(top_evidence(t, [sp[i] for i in keep], pr[keep], p.label_names, fl, k))
+    return out
 
 # %% ../nbs/19_predict.ipynb #4dd394b1
 def write_predictions(rows:list[dict], # from `predict_posts`
@@ -177,7 +203,8 @@ def write_predictions(rows:list[dict], # from `predict_posts`
         if rows:
             w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator='\n')
             w.writeheader()
-            w.writerows({**r, 'flagged': ';'.join(r['flagged'])} if isinstance(r.get('flagged'), list) else r for r in rows)
+            w.writerows({k: (';'.join(v) if k == 'flagged' else json.dumps(v, ensure_ascii=False)) if isinstance(v, (dict, list)) else v
+                         for k, v in r.items()} for r in rows)
     else:
         buf.write(json.dumps({'disclaimer': HEADER}, ensure_ascii=False) + '\n')
         for r in rows: buf.write(json.dumps(r, ensure_ascii=False) + '\n')
@@ -198,3 +225,28 @@ def check_output_path(out:str|Path # where predictions will be written ('-' = st
     if not up.is_dir(): raise UserError(f'--output {str(p)!r} is under {str(up)!r}, which is a file, not a folder')
     try: tempfile.TemporaryFile(dir=up).close()         # a probe: permissions, read-only file systems, root or not
     except OSError as e: raise UserError(f'--output {str(p)!r} is not writable ({e.strerror} in {str(up)!r}): choose another path') from None
+
+# %% ../nbs/19_predict.ipynb #1b492dfa
+def evidence_html(posts:list[tuple[str, str]], # (post_id, text) pairs
+                  rows:list[dict] # from `predict_posts` with a task=both model (rows carry `evidence`)
+                 ) -> str:
+    "A self-contained HTML page highlighting each flagged criterion's evidence sentences in its post."
+    import html
+    parts = [f'<!doctype html><meta charset="utf-8"><title>Evidence</title><style>body{{font:15px/1.5 sans-serif;max-width:52em;margin:2em auto}}'
+             f'mark{{border-radius:3px}} .note{{background:#fff3cd;padding:.6em 1em;border:1px solid #e0c36a}}</style>'
+             f'<p class="note"><b>Research artefact, not a diagnosis.</b> Highlighted sentences are those a model scores as most '
+             f'like annotated evidence for a DSM-5 criterion ({html.escape(NOTE)}); they say nothing about the writer.</p>']
+    for (pid, text), row in zip(posts, rows):
+        parts.append(f'<h2>{html.escape(str(pid))}</h2>')
+        ev = row.get('evidence') or {}
+        if not ev: parts.append(f'<p><i>no criterion flagged</i></p><p>{html.escape(text)}</p>')
+        for crit, sents in ev.items():
+            out, at = [], 0
+            for e in sorted(sents, key=lambda e: e['start']):
+                out += [html.escape(text[at:e['start']]),
+                        f'<mark style="background:rgba(255,170,0,{0.25 + 0.65 * e["score"]:.2f})" title="{crit} {e["score"]:.3f}">'
+                        f'{html.escape(text[e["start"]:e["end"]])}</mark>']
+                at = e['end']
+            out.append(html.escape(text[at:]))
+            parts.append(f'<h3>{html.escape(crit)}</h3><p>{"".join(out)}</p>')
+    return '\n'.join(parts) + '\n'

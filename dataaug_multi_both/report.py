@@ -69,6 +69,12 @@ def tfidf_floor(eval_report:dict|None # the best trial's evaluation report (name
                                       sp.train.label_names, threshold_mode=mode)
     r = _FLOORS[key]
     out = {'data_dir': data_dir, 'split_seed': int(seed), **r, 'n_val': len(sp.val), 'n_test': len(sp.test)}
+    if eval_report.get('task') == 'both':                            # the sentence floor beside the evidence head
+        from dataaug_multi_both.sentences import evidence_floor, sentence_labels
+        if (key, 'evidence') not in _FLOORS:
+            _FLOORS[(key, 'evidence')] = evidence_floor(sp.train.texts, sentence_labels(sp.train), sp.val.texts, sentence_labels(sp.val),
+                                                        sp.test.texts, sentence_labels(sp.test), threshold_mode=mode)
+        out['evidence'] = _FLOORS[(key, 'evidence')]
     d = eval_report.get('data') or {}
     if (d.get('n_val'), d.get('n_test')) not in ((None, None), (len(sp.val), len(sp.test))):
         out['note'] = (f"the data now splits into {len(sp.val)} val / {len(sp.test)} test posts, but the trial saw "
@@ -203,6 +209,12 @@ def format_summary(summary:dict # what `study_summary` returned
     if s.get('searched'): lines.append(f"searched: {_searched_line(s['searched'])}")
     b = s['best']
     if b: lines.append(f"best: trial {b['number']}, val macro-F1 {_num(b['value'])}, test macro-F1 {_num(b['test_macro_f1'])}")
+    ev = (b or {}).get('evaluation_report') or {}
+    if ev.get('task') == 'both':
+        fe = (s.get('tfidf_baseline') or {}).get('evidence') or {}
+        lines.append(f"evidence (objective {ev.get('objective')}): test evidence macro-F1 {_num(ev.get('test_evidence_macro_f1'))}, "
+                     f"recall@1 {_num(ev.get('test_evidence_recall_at_1'))}, recall@3 {_num(ev.get('test_evidence_recall_at_3'))}; "
+                     f"TF-IDF sentence floor {_num(fe.get('test_evidence_macro_f1'))}, recall@3 {_num(fe.get('test_evidence_recall_at_3'))}")
     else: lines.append('best: no complete trial yet')
     x = s.get('export')
     if x: lines.append(f"export: test macro-F1 {_num(x['test_mean'])} ± {_num(x['test_std'])} over {x['n']} re-trained seed(s) of trial {x['trial']}")
@@ -269,6 +281,13 @@ def _html(s:dict, figs:list, js:str|None=None) -> str:
             ('best trial', b['number'] if b else '-'), ('best val macro-F1 (cross-fitted)', _num(b['value']) if b else '-'),
             ('best test macro-F1', _num(b['test_macro_f1']) if b else '-'),
             ('TF-IDF floor test macro-F1 (same split)', _num(f['test_macro_f1']) if 'test_macro_f1' in f else f"skipped: {f.get('skipped')}")]
+    bev = (b or {}).get('evaluation_report') or {}
+    if bev.get('task') == 'both':
+        fe = f.get('evidence') or {}
+        nums += [('objective', f"{bev.get('objective')} (mean = mean of post and evidence validation macro-F1)"),
+                 ('best test evidence macro-F1 (sentences)', _num(bev.get('test_evidence_macro_f1'))),
+                 ('best test evidence recall@1 / @3', f"{_num(bev.get('test_evidence_recall_at_1'))} / {_num(bev.get('test_evidence_recall_at_3'))}"),
+                 ('TF-IDF sentence floor test evidence macro-F1 / recall@3', f"{_num(fe.get('test_evidence_macro_f1'))} / {_num(fe.get('test_evidence_recall_at_3'))}")]
     x = s.get('export')
     nums.append(('export test macro-F1 (re-trained seeds)', f"{_num(x['test_mean'])} ± {_num(x['test_std'])} over {x['n']} seeds (trial {x['trial']})"
                  if x else 'no export of this study yet'))
@@ -342,6 +361,11 @@ def write_report(storage_url:str, # an Optuna storage URL
                      'trials\' values (diamond: the best); dark bars: the Stage 2 range. Hover a Stage 2 bar for the notes that shaped it.')))
     ev = (s['best'] or {}).get('evaluation_report')
     if s['best']: figs.append(('Best trial per class', plots.plot_per_class(ev or {'trial': s['best']['number']}), None))
+    evr = ev or {}
+    if evr.get('task') == 'both':
+        fl = s['tfidf_baseline'] or {}
+        figs.append(('Evidence sentences', plots.plot_evidence(evr, {**(fl.get('evidence') or {}), 'test_macro_f1': fl.get('test_macro_f1')}),
+                     f"The search's objective: {evr.get('objective')} (mean = mean of the post and evidence validation macro-F1, both cross-fitted)."))
     if s['rank_correlation']:
         s1 = optuna.load_study(study_name=s['rank_correlation']['stage1_study'], storage=_open_storage(storage_url)) if s['rank_correlation']['pairs'] else None
         figs.append(('Stage 1 vs Stage 2', plots.plot_rank_correlation(s1, study) if s1 else

@@ -12,13 +12,16 @@ import numpy as np
 
 from .core import atomic_write_json, versions
 from .config import TrainConfig
-from .data import Splits, load_redsm5, split_corpus
+from .data import Corpus, Splits, load_redsm5, split_corpus
 from .demo import demo_data_dir
 from .thresholds import apply_thresholds, classification_metrics, crossfit_macro_f1, tune_thresholds
 from .trainer import EvalPoint, TrainResult, train
+from .sentences import evidence_crossfit_f1, evidence_metrics, resolve_task, sentence_labels
+from .space import search_tasks
+from .core import UserError
 
 # %% auto #0
-__all__ = ['load_splits', 'evaluate', 'run_config']
+__all__ = ['load_splits', 'evaluate', 'resolve_objective', 'objective_value', 'search_objective', 'run_config']
 
 # %% ../nbs/12_run.ipynb #574e2f98
 _SPLITS: dict = {}
@@ -55,6 +58,34 @@ def evaluate(splits:Splits, # the posts whose labels are scored
         out.update(test_macro_f1=m['macro_f1'], test_micro_f1=m['micro_f1'], per_class=m['per_class'])
     return out
 
+# %% ../nbs/12_run.ipynb #376f8d3e
+def resolve_objective(objective:str, # 'auto', 'criteria' or 'mean'
+                      task:str # the resolved task: 'criteria' or 'both'
+                     ) -> str:
+    "'criteria' or 'mean' for `objective` under `task`."
+    if objective == 'auto': return 'mean' if task == 'both' else 'criteria'
+    if objective == 'mean' and task != 'both':
+        raise UserError("objective 'mean' needs sentence evidence, but this data trains the post head alone: use --objective criteria")
+    return objective
+
+def objective_value(objective:str, # 'criteria' or 'mean'
+                    post_f1:float, # cross-fitted validation macro-F1 over posts
+                    evidence_f1:float|None=None # cross-fitted validation macro-F1 over sentences
+                   ) -> float:
+    "The number a trial is ranked by."
+    return post_f1 if objective == 'criteria' else (post_f1 + float(evidence_f1 or 0.0)) / 2
+
+# %% ../nbs/12_run.ipynb #201b17ae
+def search_objective(cfg:TrainConfig, # the search's base configuration (task, objective)
+                     splits:Splits # the search's data
+                    ) -> tuple[str, tuple[str, ...]]:
+    "The objective a study ranks its trials by, and the choices of its `task` knob."
+    whole = Corpus(splits.train.posts + splits.val.posts + splits.test.posts, splits.train.label_names)
+    task = resolve_task(cfg.task, whole)                              # UserError for --task both on data without evidence
+    has = resolve_task('auto', whole) == 'both' if cfg.task == 'criteria' else task == 'both'
+    objective = resolve_objective(cfg.objective, task)
+    return objective, (search_tasks(objective, has) if cfg.task == 'auto' else (task,))
+
 # %% ../nbs/12_run.ipynb #24298803
 def run_config(cfg:TrainConfig, # every knob of the run
                splits:Splits, # train / validation / test posts
@@ -67,14 +98,27 @@ def run_config(cfg:TrainConfig, # every knob of the run
     "Train `cfg`, score it, write `evaluation_report.json`; return the report and the `TrainResult`."
     t0 = time.perf_counter()
     yv = splits.val.labels
+    sv = test_sl = None
     def _on_eval(p: EvalPoint):
-        score = crossfit_macro_f1(yv, p.val_probs, cfg.threshold_mode)
+        nonlocal sv
+        objective = resolve_objective(cfg.objective, 'both' if p.val_sentence_probs is not None else 'criteria')
+        ev = None
+        if objective == 'mean':
+            sv = sv or sentence_labels(splits.val)
+            ev = evidence_crossfit_f1(sv.labels, p.val_sentence_probs or [], cfg.threshold_mode)
+        score = objective_value(objective, crossfit_macro_f1(yv, p.val_probs, cfg.threshold_mode), ev)
         if on_eval: on_eval(p, score)
         return score
     res = train(cfg, splits, backbone, on_eval=_on_eval, **train_kwargs)
-    report = {**(extra or {}), 'backbone': backbone, 'stopped': res.stopped}
+    objective = resolve_objective(cfg.objective, res.task)
+    report = {**(extra or {}), 'backbone': backbone, 'stopped': res.stopped, 'task': res.task, 'objective': objective}
     if res.val_probs is not None and res.stopped is None:
         report.update(evaluate(splits, res.val_probs, res.test_probs, cfg.threshold_mode))
+        if res.val_sentence_probs is not None:
+            sv, test_sl = sv or sentence_labels(splits.val), sentence_labels(splits.test)
+            report.update(evidence_metrics(sv.labels, res.val_sentence_probs, test_sl.labels if res.test_sentence_probs is not None else None,
+                                           res.test_sentence_probs, cfg.threshold_mode), evidence_counts=res.evidence)
+        report['objective_value'] = objective_value(objective, report['val_macro_f1'], report.get('val_evidence_macro_f1'))
     report.update(
         hyperparameters=dataclasses.asdict(cfg), derived=cfg.derived(),
         data={'n_train': res.n_train, 'n_val': len(splits.val), 'n_test': len(splits.test),

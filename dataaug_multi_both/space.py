@@ -10,13 +10,13 @@ from typing import Any, ClassVar, Iterable, Iterator
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from .config import (AUG_METHODS, LOSSES, OPTIMIZERS, POOLINGS, SCHEDULERS,
+from .config import (AUG_METHODS, EVIDENCE_POOLINGS, LOSSES, OPTIMIZERS, POOLINGS, SCHEDULERS, TASKS,
                                        TRUNCATION_SIDES, TrainConfig, config_from_dict)
 from .core import UserError
 
 # %% auto #0
 __all__ = ['BATCH_ACCUM', 'MAX_SEQ_LENGTHS', 'ADAMS', 'Knob', 'FloatKnob', 'IntKnob', 'CatKnob', 'SearchSpace', 'base_space',
-           'knob_fields', 'parse_batch_accum', 'params_to_config']
+           'search_tasks', 'knob_fields', 'parse_batch_accum', 'params_to_config']
 
 # %% ../nbs/13_space.ipynb #911ffc7e
 class Knob:
@@ -238,13 +238,17 @@ MAX_SEQ_LENGTHS = (64, 128, 256)
 ADAMS = tuple(o for o in OPTIMIZERS if o.startswith('adam'))
 
 def base_space(stage:int=1, # 1: the broad Stage 1 space; 2: adds `decision_thresholds_per_class`
-               max_seq_lengths:Iterable[int]|None=None # choices of max_seq_length (default 64, 128, 256)
+               max_seq_lengths:Iterable[int]|None=None, # choices of max_seq_length (default 64, 128, 256)
+               tasks:Iterable[str]=('both', 'criteria') # choices of task (from `search_tasks`)
               ) -> SearchSpace:
     "The full, un-narrowed search space of a stage."
     if stage not in (1, 2): raise UserError(f'stage must be 1 or 2 (got {stage!r})')
     seqs = tuple(MAX_SEQ_LENGTHS if max_seq_lengths is None else max_seq_lengths)
     if not seqs or any(isinstance(s, bool) or not isinstance(s, int) or s < 8 for s in seqs):
         raise UserError(f'max_seq_lengths must be integers >= 8 (got {list(seqs)})')
+    tasks = tuple(tasks)
+    for t in tasks:
+        if t not in TASKS[1:]: raise UserError(f'unknown task {t!r} in the search space: choose from {", ".join(TASKS[1:])}')
     focal = tuple(l for l in LOSSES if 'focal' in l)
     weighted = tuple(l for l in LOSSES if 'weighted' in l)
     hybrid = tuple(l for l in LOSSES if l.startswith('hybrid'))
@@ -281,9 +285,20 @@ def base_space(stage:int=1, # 1: the broad Stage 1 space; 2: adds `decision_thre
         FloatKnob('augmentation_prob', 0.0, 0.4, when=('augmentation_method', augmenting)),
         FloatKnob('eda_delete_prob', 0.0, 0.3, when=('augmentation_method', ('eda',))),
         FloatKnob('eda_swap_prob', 0.0, 0.3, when=('augmentation_method', ('eda',))),
+        CatKnob('task', tuple(tasks)),
+        FloatKnob('evidence_loss_weight', 0.1, 3.0, log=True, when=('task', ('both',))),
+        CatKnob('evidence_pooling', EVIDENCE_POOLINGS, when=('task', ('both',))),
     ]
     if stage == 2: knobs.append(CatKnob('decision_thresholds_per_class', (False, True)))
     return SearchSpace(knobs)
+
+# %% ../nbs/13_space.ipynb #5c7ce7c3
+def search_tasks(objective:str, # the study's objective: 'criteria' or 'mean'
+                 has_evidence:bool # whether the data has sentence annotations that map onto its posts
+                ) -> tuple[str, ...]:
+    "The choices of the `task` knob for a study."
+    if objective == 'mean': return ('both',)
+    return ('both', 'criteria') if has_evidence else ('criteria',)
 
 # %% ../nbs/13_space.ipynb #acb7818f
 _KNOB_FIELDS = {'batch_accum': ('batch_size', 'grad_accum'), 'decision_thresholds_per_class': ('threshold_mode',)}

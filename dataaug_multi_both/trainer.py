@@ -18,11 +18,13 @@ from .augment import augment_texts
 from .model import DSMClassifier, build_model, classify_from, encode_bottom, frozen_depth, layer_groups, load_tokenizer
 from .losses import make_loss
 from .amp import Precision, autocast, make_grad_scaler, resolve_precision
+from .sentences import resolve_task, sentence_labels, token_sentences
 
 # %% auto #0
 __all__ = ['FROZEN_CACHE_POSTS', 'seed_everything', 'special_tokens', 'encode_texts', 'make_batches', 'collate', 'make_optimizer',
-           'make_scheduler', 'FrozenFeatures', 'frozen_features', 'predict_probs', 'EvalPoint', 'TrainResult',
-           'subsample', 'train']
+           'make_scheduler', 'FrozenFeatures', 'frozen_features', 'predict_probs', 'EvidenceData', 'evidence_data',
+           'truncation_counts', 'collate_evidence', 'EvidenceLoss', 'make_evidence_loss', 'predict_both', 'EvalPoint',
+           'TrainResult', 'subsample', 'train']
 
 # %% ../nbs/09_trainer.ipynb #707fcb21
 def seed_everything(seed:int # one seed for python, numpy and torch
@@ -183,6 +185,105 @@ def predict_probs(model:DSMClassifier, # a classifier returning logits
     model.train(was_training)
     return out
 
+# %% ../nbs/09_trainer.ipynb #397eca32
+@dataclass
+class EvidenceData:
+    "One split's sentences as the evidence head sees them."
+    sentence_ids: list           # per post: [T] sentence index of each token, -1 outside sentences
+    labels: list                 # per post: [S, L] 0/1 evidence labels (S = 0 for a post left out)
+    lost: list                   # per post: [S] True for a sentence truncation removed entirely
+    spans: list                  # per post: character spans of its sentences
+
+def evidence_data(tokenizer, # the run's tokenizer
+                  corpus:Corpus, # the posts (with their annotation rows)
+                  cfg:TrainConfig, # reads max_seq_length, truncation_side
+                  texts:list[str]|None=None # the texts fed to the encoder (augmented ones); None = the posts' own
+                 ) -> EvidenceData:
+    "Token sentence ids, labels and truncation losses of `corpus`'s posts."
+    sl = sentence_labels(corpus)
+    texts = corpus.texts if texts is None else list(texts)
+    L = len(corpus.label_names)
+    same = [t == p.text for t, p in zip(texts, corpus.posts)]
+    spans = [sp if ok else [] for sp, ok in zip(sl.spans, same)]
+    labels = [y if ok else np.zeros((0, L), np.float32) for y, ok in zip(sl.labels, same)]
+    ids, lost = token_sentences(tokenizer, texts, spans, cfg.max_seq_length, cfg.truncation_side)
+    return EvidenceData(ids, labels, lost, spans)
+
+def truncation_counts(ev:EvidenceData # a split's evidence data
+                     ) -> dict:
+    "Sentences and evidence sentences in the split, and how many of each truncation removed."
+    pos = [y.sum(1) > 0 for y in ev.labels]
+    return {'sentences': int(sum(len(l) for l in ev.lost)), 'sentences_lost': int(sum(l.sum() for l in ev.lost)),
+            'evidence_sentences': int(sum(p.sum() for p in pos)),
+            'evidence_sentences_lost': int(sum((p & l).sum() for p, l in zip(pos, ev.lost))),
+            'posts_losing_evidence': int(sum(bool((p & l).any()) for p, l in zip(pos, ev.lost)))}
+
+def collate_evidence(ev:EvidenceData, # a split's evidence data
+                     batch:np.ndarray, # the posts of this batch
+                     length:int # the padded token length of the batch
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    "[B, T] sentence ids (-1 on padding) and [B, S, L] evidence labels of one batch."
+    S = max(1, max(len(ev.labels[i]) for i in batch))
+    L = next((ev.labels[i].shape[1] for i in batch), 0)
+    sid = torch.full((len(batch), length), -1, dtype=torch.long)
+    y = torch.zeros((len(batch), S, L))
+    for r, i in enumerate(batch):
+        sid[r, :len(ev.sentence_ids[i])] = torch.from_numpy(ev.sentence_ids[i])
+        if len(ev.labels[i]): y[r, :len(ev.labels[i])] = torch.from_numpy(ev.labels[i])
+    return sid, y
+
+# %% ../nbs/09_trainer.ipynb #cb222f25
+class EvidenceLoss(nn.Module):
+    "Positive-weighted BCE over the sentences that have tokens."
+    pos_weight: torch.Tensor
+    def __init__(self, pos_weight:torch.Tensor # [L] weight of a positive sentence per criterion
+                ):
+        super().__init__()
+        self.register_buffer('pos_weight', pos_weight)
+
+    def forward(self, logits:torch.Tensor, # [B, S, L] sentence logits
+                targets:torch.Tensor, # [B, S, L] 0/1 evidence labels
+                has:torch.Tensor # [B, S] sentences that have tokens
+               ) -> torch.Tensor: # scalar
+        el = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.to(logits.device, torch.float32),
+                                                            pos_weight=self.pos_weight.to(logits.device), reduction='none')
+        m = has.to(el.dtype).unsqueeze(-1)
+        return (el * m).sum() / (m.sum() * el.shape[-1]).clamp(min=1)
+
+def make_evidence_loss(ev:EvidenceData # the training split's evidence data
+                      ) -> EvidenceLoss:
+    "The evidence loss weighted by the training sentences' class balance (lost sentences excluded)."
+    y = np.concatenate([l[~lost] for l, lost in zip(ev.labels, ev.lost) if len(l)] or [np.zeros((0, 1))])
+    pos = y.sum(0); n = len(y)
+    return EvidenceLoss(torch.tensor(np.clip(np.where(pos > 0, (n - pos) / np.maximum(pos, 1), 1.0), 1.0, 100.0), dtype=torch.float32))
+
+# %% ../nbs/09_trainer.ipynb #4cb48619
+@torch.no_grad()
+def predict_both(model:DSMClassifier, # a classifier with an evidence head
+                 ids:list[list[int]], # token ids of the posts
+                 ev:EvidenceData, # their sentences
+                 pad_id:int, # padding id
+                 device:str='cpu', # where the model lives
+                 precision:Precision|None=None, # autocast settings (None = fp32)
+                 batch_size:int=64 # posts per forward pass
+                ) -> tuple[np.ndarray, list[np.ndarray]]:
+    "[N, L] post probabilities and per post [S, L] sentence probabilities."
+    was_training = model.training; model.eval()
+    order = np.argsort([len(x) for x in ids], kind='stable')
+    out = np.zeros((len(ids), model.num_labels), np.float32)
+    sent: list = [None] * len(ids)
+    for b in range(0, len(ids), batch_size):
+        batch = order[b:b + batch_size]
+        x, m = collate(ids, batch, pad_id)
+        sid, y = collate_evidence(ev, batch, x.shape[1])
+        with autocast(precision):
+            logits, slog, has = model(x.to(device), m.to(device), sid.to(device), y.shape[1])
+        out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
+        sp = (torch.sigmoid(slog.float()) * has.unsqueeze(-1)).cpu().numpy()
+        for r, i in enumerate(batch): sent[i] = sp[r, :len(ev.labels[i])]
+    model.train(was_training)
+    return out, sent
+
 # %% ../nbs/09_trainer.ipynb #467606c5
 @dataclass
 class EvalPoint:
@@ -192,6 +293,7 @@ class EvalPoint:
     step: int                    # optimiser steps done
     val_probs: np.ndarray        # [N_val, L] probabilities
     train_loss: float            # mean training loss since the previous pass
+    val_sentence_probs: list|None = None # task both: per validation post [S, L] sentence probabilities
 
 @dataclass
 class TrainResult:
@@ -211,6 +313,10 @@ class TrainResult:
     train_seconds: float = 0.0                   # time in forward/backward/step, evaluation excluded
     eval_seconds: float = 0.0
     frozen_seconds: float = 0.0                  # time running the frozen bottom for the cache (0 when it was cached)
+    task: str = 'criteria'                       # 'criteria' or 'both', as resolved for the data
+    val_sentence_probs: list|None = None         # task both: per validation post [S, L]
+    test_sentence_probs: list|None = None        # task both: per test post [S, L]
+    evidence: dict = field(default_factory=dict) # task both: sentence mapping and truncation counts per split
 
 def subsample(corpus:Corpus, # training posts
               fraction:float, # share to keep, in (0, 1]
@@ -247,14 +353,17 @@ def train(cfg:TrainConfig, # every knob of the run
     y_train = torch.tensor(train_set.labels)
     val_ids = encode_texts(tokenizer, splits.val.texts, cfg.max_seq_length, cfg.truncation_side)
     pad_id = tokenizer.pad_token_id or 0
+    task = resolve_task(cfg.task, Corpus(splits.train.posts + splits.val.posts + splits.test.posts, splits.train.label_names))
+    val_ev = evidence_data(tokenizer, splits.val, cfg) if task == 'both' else None
 
     # model, loss, optimiser, schedule
-    model = build_model(cfg, backbone, num_labels=len(splits.train.label_names)).to(device)
+    model = build_model(cfg, backbone, num_labels=len(splits.train.label_names), evidence=task == 'both').to(device)
     loss_fn = make_loss(cfg, train_set.label_counts(), len(train_set))
+    ev_loss_fn = make_evidence_loss(evidence_data(tokenizer, train_set, cfg)) if task == 'both' else None
     optimizer = make_optimizer(cfg, model)
     # the frozen bottom's output, computed once per process, when posts are the same every epoch
     augmented = cfg.augmentation_method != 'none' and cfg.augmentation_prob > 0
-    cache = cache_frozen and not augmented and frozen_depth(model) > 0
+    cache = cache_frozen and not augmented and task != 'both' and frozen_depth(model) > 0
     key = (backbone, cfg.seed if backbone == 'tiny' else None)        # a random 'tiny' bottom depends on the seed
     t_frozen = time.perf_counter()
     frozen_val = frozen_features(model, val_ids, pad_id, key, device) if cache else None
@@ -267,7 +376,7 @@ def train(cfg:TrainConfig, # every knob of the run
     rng = np.random.default_rng(cfg.seed)
 
     res = TrainResult(model, tokenizer, None, None, precision=precision.name, precision_reason=precision.reason,
-                      device=device, n_train=len(train_set))
+                      device=device, n_train=len(train_set), task=task)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -283,6 +392,7 @@ def train(cfg:TrainConfig, # every knob of the run
             t_frozen = time.perf_counter()
             frozen = frozen_features(model, train_ids, pad_id, key, device) if cache else None
             res.frozen_seconds += time.perf_counter() - t_frozen
+            train_ev = evidence_data(tokenizer, train_set, cfg, texts) if task == 'both' else None
             batches = make_batches([len(x) for x in train_ids], batch_size, rng, cfg.group_by_length)
             # the last epoch may be partial (epochs=2.5); evaluation points are spread evenly over what runs
             share = min(1.0, cfg.epochs - epoch)
@@ -293,10 +403,16 @@ def train(cfg:TrainConfig, # every knob of the run
                 t0 = time.perf_counter()
                 window = min(grad_accum, len(batches) - (i // grad_accum) * grad_accum)  # posts' share of this step
                 x, m = collate(train_ids, batch, pad_id, cfg.pad_to_multiple_of)
-                with autocast(precision):
-                    if frozen is None: logits = model(x.to(device), m.to(device))
-                    else: logits = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start)  # top layers only
-                loss = loss_fn(logits.float(), y_train[batch].to(device))
+                if train_ev is None:
+                    with autocast(precision):
+                        if frozen is None: logits = model(x.to(device), m.to(device))
+                        else: logits = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start)  # top layers only
+                    loss = loss_fn(logits.float(), y_train[batch].to(device))
+                else:                                                 # both heads from one encoder pass
+                    sid, ys = collate_evidence(train_ev, batch, x.shape[1])
+                    assert ev_loss_fn is not None
+                    with autocast(precision): logits, slog, has = model(x.to(device), m.to(device), sid.to(device), ys.shape[1])
+                    loss = loss_fn(logits.float(), y_train[batch].to(device)) + cfg.evidence_loss_weight * ev_loss_fn(slog, ys, has)
                 if not torch.isfinite(loss):
                     res.stopped = (f'non-finite loss ({loss.item()}) at epoch {epoch + i / len(batches):.2f}: '
                                    'lower the learning rate or turn on gradient clipping')
@@ -315,10 +431,11 @@ def train(cfg:TrainConfig, # every knob of the run
                 if i in eval_at:
                     t1 = time.perf_counter()
                     eval_index += 1
-                    probs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val)
-                    res.val_probs = probs
+                    if val_ev is None: probs, sprobs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val), None
+                    else: probs, sprobs = predict_both(model, val_ids, val_ev, pad_id, device, precision)
+                    res.val_probs, res.val_sentence_probs = probs, sprobs
                     point = EvalPoint(eval_index, round(epoch + (i + 1) / len(batches) * share, 4), step, probs,
-                                      loss_sum / max(loss_n, 1))
+                                      loss_sum / max(loss_n, 1), sprobs)
                     loss_sum, loss_n = 0.0, 0
                     res.eval_seconds += time.perf_counter() - t1
                     score = on_eval(point) if on_eval else None
@@ -329,11 +446,19 @@ def train(cfg:TrainConfig, # every knob of the run
         if bar: bar.close()
     res.steps = step
     if res.stopped is None and res.val_probs is None:
-        res.val_probs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val)
+        if val_ev is None: res.val_probs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val)
+        else: res.val_probs, res.val_sentence_probs = predict_both(model, val_ids, val_ev, pad_id, device, precision)
     if predict_test and res.stopped is None:
         test_ids = encode_texts(tokenizer, splits.test.texts, cfg.max_seq_length, cfg.truncation_side)
-        t_frozen = time.perf_counter()
-        frozen_test = frozen_features(model, test_ids, pad_id, key, device) if cache else None
-        res.frozen_seconds += time.perf_counter() - t_frozen
-        res.test_probs = predict_probs(model, test_ids, pad_id, device, precision, frozen=frozen_test)
+        if val_ev is None:
+            t_frozen = time.perf_counter()
+            frozen_test = frozen_features(model, test_ids, pad_id, key, device) if cache else None
+            res.frozen_seconds += time.perf_counter() - t_frozen
+            res.test_probs = predict_probs(model, test_ids, pad_id, device, precision, frozen=frozen_test)
+        else:
+            test_ev = evidence_data(tokenizer, splits.test, cfg)
+            res.test_probs, res.test_sentence_probs = predict_both(model, test_ids, test_ev, pad_id, device, precision)
+    if task == 'both':
+        res.evidence = {name: {**sentence_labels(part).counts, **truncation_counts(evidence_data(tokenizer, part, cfg))}
+                        for name, part in (('train', train_set), ('val', splits.val), ('test', splits.test))}
     return res

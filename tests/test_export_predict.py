@@ -41,7 +41,7 @@ def search(tmp_path_factory):
     study = optuna.create_study(storage=open_storage(url), study_name='stage2_exploit', direction='maximize')
     study.add_trial(optuna.trial.create_trial(
         params={'learning_rate': 1e-3}, distributions={'learning_rate': FloatDistribution(1e-5, 1e-2, log=True)},
-        value=rep['val_macro_f1'], user_attrs={'config': dataclasses.asdict(cfg)}))
+        value=rep['objective_value'], user_attrs={'config': dataclasses.asdict(cfg)}))
     empty = optuna.create_study(storage=open_storage(url), study_name='empty', direction='maximize')
     empty.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     return SimpleNamespace(tmp=tmp, data=data, url=url, cfg=cfg, rep=rep)
@@ -57,7 +57,7 @@ def test_export_summary(search, exported):
     s, d = exported.summary, exported.dir
     assert json.loads((d / 'export_summary.json').read_text()) == json.loads(json.dumps(s))
     assert (s['study'], s['trial'], s['seeds']) == ('stage2_exploit', 0, [1, 2])   # the default base seed leaves out the search's 42
-    assert s['search_value'] == pytest.approx(search.rep['val_macro_f1'])
+    assert s['search_value'] == pytest.approx(search.rep['objective_value'])
     rows = s['per_seed']
     assert [r['seed'] for r in rows] == [1, 2]
     for r in rows:
@@ -65,11 +65,10 @@ def test_export_summary(search, exported):
         rep = json.loads((d / 'seeds' / f'seed_{r["seed"]}' / 'evaluation_report.json').read_text())
         assert (rep['seed'], rep['test_macro_f1']) == (r['seed'], r['test_macro_f1'])
     test = [r['test_macro_f1'] for r in rows]
-    val = [r['val_macro_f1'] for r in rows]
     assert s['test_macro_f1']['mean'] == pytest.approx(np.mean(test))
     assert s['test_macro_f1']['std'] == pytest.approx(np.std(test, ddof=1))
     assert s['adjusted_score'] == pytest.approx(np.mean(test) - 0.1 * np.std(test, ddof=1))
-    assert s['search_gap'] == pytest.approx(s['search_value'] - np.mean(val))
+    assert s['search_gap'] == pytest.approx(s['search_value'] - np.mean([r['objective_value'] for r in rows]))  # like for like: the study's objective
     best = max(rows, key=lambda r: r['val_macro_f1'])                         # chosen by validation, never test
     assert s['exported']['seed'] == best['seed']
     assert s['config']['learning_rate'] == 1e-3 and s['sources']['config'] == "trial user attr 'config'"
@@ -245,6 +244,29 @@ def test_export_unknown_study_names_existing(search):
     from dataaug_multi_both.core import UserError
     with pytest.raises(UserError, match="existing studies are 'stage2_exploit', 'empty'"):
         export_best(search.url, 'nope', experiments_dir=search.tmp / 'exp')
+
+
+def test_predict_evidence_points_at_the_right_characters(exported, tmp_path):
+    "A task=both export: every flagged criterion gets its top sentences; offsets slice the post to exactly that sentence."
+    from dataaug_multi_both.predict import post_evidence
+    from dataaug_multi_both.sentences import split_sentences
+    text = 'I have not slept in days.  Food means "nothing" to me 😶 now!\nI feel worthless, and so tired.'
+    (tmp_path / 'posts.jsonl').write_text(json.dumps({'post_id': 'e', 'text': text}) + '\n')
+    cli_predict.main(['--model', str(exported.dir), '--input', str(tmp_path / 'posts.jsonl'), '--output', str(tmp_path / 'out.jsonl'),
+                      '--html', str(tmp_path / 'ev.html')])
+    row = json.loads((tmp_path / 'out.jsonl').read_text().splitlines()[-1])   # after the disclaimer line
+    assert sorted(row['evidence']) == sorted(row['flagged'])
+    pred = load_predictor(exported.dir, 'cpu')
+    ev = post_evidence(pred, [('e', text)], [NAMES], k=3)[0]         # every criterion, to check all offsets
+    spans = split_sentences(text)
+    assert sorted(ev) == sorted(NAMES) and all(len(v) == 3 for v in ev.values())
+    for sents in ev.values():
+        assert [s['score'] for s in sents] == sorted((s['score'] for s in sents), reverse=True)
+        for s in sents:
+            assert text[s['start']:s['end']] == s['sentence'] and (s['start'], s['end']) in spans
+    assert {s['sentence'] for s in ev['SLEEP_ISSUES']} == {text[a:b] for a, b in spans}
+    page = (tmp_path / 'ev.html').read_text()
+    assert 'not a diagnosis' in page and '<h2>e</h2>' in page
 
 
 def test_predict_refuses_bad_output_and_search_checkpoints_before_writing(search, exported, tmp_path, capsys):

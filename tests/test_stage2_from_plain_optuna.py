@@ -31,3 +31,6 @@ def test_stage2_from_a_study_written_by_plain_optuna(tmp_path, demo_dir):
     assert report["knobs"]["weight_decay"]["notes"]  # a knob the old study never sampled keeps its base range, noted
     first = s2.trials[0]
     assert first.user_attrs.get("stage1_trial") == 7 and first.params["optimizer"] == "adam"
+    # a Stage 1 study made before the `task` knob trained the post head alone: it counts as task=criteria
+    assert space["task"].choices == ("criteria",) and s2.user_attrs["objective"] == "criteria"
+    assert all(t.params["task"] == "criteria" for t in s2.trials)

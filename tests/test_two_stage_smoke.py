@@ -28,8 +28,13 @@ def test_stage1_then_stage2_then_report(tmp_path, demo_dir):
     done = [t for t in st1.trials if t.state == optuna.trial.TrialState.COMPLETE]
     for t in done:
         rep = json.loads((tmp_path / "exp" / "stage1_broad" / f"trial_{t.number}" / "evaluation_report.json").read_text())
-        assert rep["trial"] == t.number and abs(rep["val_macro_f1"] - t.value) < 1e-9
+        assert rep["trial"] == t.number and abs(rep["objective_value"] - t.value) < 1e-9
+        # the demo corpus has sentence annotations: task both, ranked by the mean of post and evidence macro-F1
+        assert rep["task"] == "both" and rep["objective"] == "mean"
+        assert abs(t.value - (rep["val_macro_f1"] + rep["val_evidence_macro_f1"]) / 2) < 1e-9
+        assert t.user_attrs["val_evidence_macro_f1"] == rep["val_evidence_macro_f1"]
         assert rep["derived"]["effective_batch_size"] in (16, 32, 64, 128)
+    assert st1.user_attrs["objective"] == "mean" and st2.user_attrs["objective"] == "mean"
     assert len(list((tmp_path / "exp" / "stage1_broad").glob("trial_*/checkpoint"))) == 1
 
     rep = run_cli("cli.hpo", "report", "--storage", storage, "--study-name", "stage2_exploit",

@@ -23,7 +23,7 @@ __all__ = ['FLAG_NAMES', 'STAGE_ONLY', 'BASE_FLAGS', 'DEMO', 'add_job_flags', 'j
 FLAG_NAMES = {'n_trials': ('--trials', '--n-trials'), 'backbone': ('--backbone', '--model'),
               'max_seq_lengths': ('--max-seq-length',), 'sampler_seed': ('--sampler-seed',)}
 STAGE_ONLY = {'min_resource': 1, 'reduction_factor': 1, 'stage1_study': 2, 'top_k': 2, 'enqueue': 2}
-BASE_FLAGS = ('epochs', 'data_fraction', 'evals_per_epoch', 'max_layers', 'seed')
+BASE_FLAGS = ('epochs', 'data_fraction', 'evals_per_epoch', 'max_layers', 'seed', 'task', 'objective')
 
 def _names(field:str) -> list[str]:
     "A field's flag names: the preferred one first, then aliases, each with dashes and with underscores."

@@ -31,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
                    help='output format (default: jsonl for a .jsonl/.ndjson --output, else csv)')
     p.add_argument('--batch-size', type=int, default=32, help='posts per forward pass (default: 32)')
     p.add_argument('--device', choices=('cpu', 'cuda'), default=None, help='where to run (default: cuda when available)')
+    p.add_argument('--html', help='also write an HTML page highlighting each flagged criterion\'s evidence sentences (models trained with task both)')
     return p
 
 def _format(args) -> str:
@@ -54,6 +55,12 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     rows = predict_posts(pred, posts, args.batch_size)
     fmt = _format(args)
     write_predictions(rows, args.output, fmt)
+    if args.html:
+        if getattr(pred.model, 'evidence_head', None) is None:
+            raise UserError(f'--html needs a model trained with task both (sentence evidence); {str(pred.path)!r} has the post head only')
+        from dataaug_multi_both.core import atomic_write_bytes
+        from dataaug_multi_both.predict import evidence_html
+        atomic_write_bytes(args.html, evidence_html(posts, rows).encode('utf-8'))
     m = pred.meta
     src = f"study {m['study']} trial {m['trial']}, seed {m['seed']}" if 'study' in m and 'trial' in m else str(pred.path)
     print(f'note: {NOTE}. Scores say how much a post\'s wording resembles annotated evidence for each criterion; '

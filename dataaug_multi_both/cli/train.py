@@ -92,6 +92,10 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     if report.get('stopped'): print(f'stopped early: {report["stopped"]}', file=sys.stderr)
     else: print(f'val macro-F1 {report["val_macro_f1"]:.4f} (cross-fitted)  test macro-F1 {report["test_macro_f1"]:.4f}  '
                 f'precision {report["precision"]}  {report["durations"]["total_seconds"]:.0f}s')
+    if 'test_evidence_macro_f1' in report:
+        print(f'evidence (task both): val macro-F1 {report["val_evidence_macro_f1"]:.4f} (cross-fitted)  test macro-F1 '
+              f'{report["test_evidence_macro_f1"]:.4f}  recall@1 {report["test_evidence_recall_at_1"]:.3f}  recall@3 '
+              f'{report["test_evidence_recall_at_3"]:.3f}  objective {report["objective"]} = {report["objective_value"]:.4f}')
     print(f'report: {out/"evaluation_report.json"}')
     return report
 
