@@ -4,9 +4,10 @@
 
 # %% ../nbs/16_hpo.ipynb #3f1f06e7
 from __future__ import annotations
-import dataclasses, hashlib, json, math, multiprocessing as mp, os, shutil, socket, sys, time, warnings
+import dataclasses, hashlib, json, multiprocessing as mp, os, shutil, socket, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -21,7 +22,7 @@ from .run import load_splits, run_config, search_objective
 from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
-__all__ = ['STAGES', 'OBJECTIVE_NAME', 'SearchJob', 'config_params', 'study_objective', 'BroadStage', 'NarrowStage',
+__all__ = ['STAGES', 'OBJECTIVE_NAME', 'SearchJob', 'config_params', 'study_objective', 'Stage', 'BroadStage', 'NarrowStage',
            'TrialRecord', 'trial_dir', 'worker_identity', 'worker_alive', 'reclaim_trials', 'trials_done',
            'state_counts', 'sampler_seed', 'best_numbers', 'prune_checkpoints', 'remove_temp_files', 'sync_reports',
            'Objective', 'preflight', 'prepare_study', 'run_worker', 'run_stage']
@@ -86,7 +87,14 @@ def study_objective(job:SearchJob # the stage's settings (base task and objectiv
     return search_objective(config_from_dict(job.base), load_splits(job.data_dir, job.split_seed))
 
 # %% ../nbs/16_hpo.ipynb #8b83e817
-class BroadStage:
+class Stage:
+    "What every stage answers; the runner asks only these."
+    defaults: dict = {}                                               # study_name, n_trials, epochs, data_fraction, evals_per_epoch
+    def space(self, job:SearchJob) -> tuple[SearchSpace, dict|None]: raise NotImplementedError
+    def pruner(self, job:SearchJob) -> optuna.pruners.BasePruner: raise NotImplementedError
+    def seed_trials(self, job:SearchJob, space:SearchSpace) -> list[dict]: raise NotImplementedError
+
+class BroadStage(Stage):
     "Stage 1: the full space, half the data, 2 epochs, successive-halving pruning."
     defaults = dict(study_name='stage1_broad', n_trials=350, epochs=2, data_fraction=0.5, evals_per_epoch=4)
     def space(self, job:SearchJob) -> tuple[SearchSpace, dict|None]:
@@ -101,7 +109,7 @@ class BroadStage:
         return [{'params': config_params(config_from_dict(job.base), space), 'user_attrs': {'enqueued': 'default configuration'}}]
 
 # %% ../nbs/16_hpo.ipynb #d7921066
-class NarrowStage:
+class NarrowStage(Stage):
     "Stage 2: the space narrowed from Stage 1, all the data, 8 epochs, median pruning."
     defaults = dict(study_name='stage2_exploit', n_trials=150, epochs=8, data_fraction=1.0, evals_per_epoch=2)
     def _stage1(self, job):
@@ -138,10 +146,10 @@ class NarrowStage:
             if key in seen: continue
             seen.add(key)
             out.append({'params': params, 'user_attrs': {'stage1_trial': t.number, 'stage1_value': t.value}})
-            if len(out) >= min(job.enqueue, job.n_trials): break
+            if len(out) >= min(job.enqueue, job.n_trials or 0): break
         return out
 
-STAGES = {1: BroadStage(), 2: NarrowStage()}
+STAGES: dict[int, Stage] = {1: BroadStage(), 2: NarrowStage()}
 
 # %% ../nbs/16_hpo.ipynb #ffb26e8b
 @dataclass
@@ -161,7 +169,7 @@ class TrialRecord:
     ATTR = 'record'
     def save(self, trial) -> None: trial.set_user_attr(self.ATTR, dataclasses.asdict(self))
     @classmethod
-    def load(cls, trial) -> 'TrialRecord|None':
+    def load(cls, trial) -> TrialRecord|None:
         "The record stored on a trial (a `FrozenTrial` or `Trial`), or None for trials made by other code."
         d = trial.user_attrs.get(cls.ATTR)
         return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}) if isinstance(d, dict) else None
@@ -199,7 +207,8 @@ def reclaim_trials(study:optuna.Study # the study
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)                      # any machine: no heartbeat for `grace` seconds
-    storage, gone = study._storage, []
+    storage: Any = study._storage                                     # an RDBStorage, with heartbeats
+    gone: list[int] = []
     retry = storage.get_heartbeat_stale_trial_callback()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if worker_alive(t.user_attrs.get('worker', {})) is not False: continue
@@ -356,7 +365,7 @@ def preflight(job:SearchJob # the stage's settings
     "Raise `UserError` for any input a trial would fail on; create nothing."
     backend = backend_for(job.storage)
     writable_dir(Path(job.experiments_dir)/job.study_name, 'experiments directory', create=False)
-    backbone = resolve_backbone(job.backbone)
+    resolve_backbone(job.backbone)                                   # an unknown name is its own clear error
     try:
         load_tokenizer(job.backbone)
         build_model(config_from_dict(job.base), job.backbone, 9)
@@ -387,7 +396,7 @@ def prepare_study(job:SearchJob # the stage's settings
         if study is not None and study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise UserError(f'study {job.study_name!r} already exists in {redact_url(job.storage)} and minimises: choose another --study-name')
         stored = load_space(study) if study is not None else None
-        if stored is not None: return study, stored
+        if study is not None and stored is not None: return study, stored
         space, report = stage.space(job)                              # Stage 2 fails here, before creating anything
         seeds = stage.seed_trials(job, space)
         study = study or optuna.create_study(storage=storage, study_name=job.study_name, direction='maximize')
@@ -442,8 +451,9 @@ def run_worker(job:SearchJob, # the stage's settings
             reclaim_trials(study)
             done = trials_done(study)
             running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-            if done >= job.n_trials or (deadline is not None and time.time() >= deadline): break
-            if done + running >= job.n_trials: wait = True            # running trials may still reach the target
+            target = job.n_trials or 0
+            if done >= target or (deadline is not None and time.time() >= deadline): break
+            if done + running >= target: wait = True            # running trials may still reach the target
             else:
                 wait = False
                 study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[after])
@@ -493,7 +503,7 @@ def run_stage(job:SearchJob # the stage's settings
     summary = {'study': job.study_name, 'stage': job.stage, 'storage': redact_url(job.storage), 'target': job.n_trials,
                'done': trials_done(study), 'ran_now': trials_done(study) - before, 'seconds': round(time.time() - t0, 1),
                'counts': counts, 'best': best_numbers(study, 1),
-               'stopped_by': 'time budget' if deadline and trials_done(study) < job.n_trials else 'target'}
+               'stopped_by': 'time budget' if deadline and trials_done(study) < (job.n_trials or 0) else 'target'}
     if summary['best']:
         summary['best_value'] = study.best_value
         summary['best_params'] = study.best_params
@@ -520,6 +530,6 @@ def _follow(job, study, procs, before, deadline):
         running = [f'#{t.number} pass {max(t.intermediate_values)}' if t.intermediate_values else f'#{t.number} starting'
                    for t in trials if t.state == TrialState.RUNNING]
         bar.n = min(job.n_trials, len(done))
-        bar.set_postfix_str(('best %.4f' % best if best is not None else 'best -') + (' | ' + ', '.join(running) if running else ''), refresh=True)
+        bar.set_postfix_str((f'best {best:.4f}' if best is not None else 'best -') + (' | ' + ', '.join(running) if running else ''), refresh=True)
     bar.close()
     if errors: raise errors[0]

@@ -139,7 +139,7 @@ def _summary(study:optuna.Study, storage_url:str, top:int, experiments_dir, floo
     ranked = ranked_trials(trials, study.direction)
     imp = plots.param_importances(study)
     keys = list(imp['importances'] or {})[:4] or [k for k in KEY_PARAMS if any(k in t.params for t in ranked)]
-    tops = [{'number': t.number, 'value': t.value, 'test_macro_f1': t.user_attrs.get('test_macro_f1'),
+    tops = [{'number': t.number, 'value': t.value,
              'runtime_seconds': _runtime(t), 'params': t.params} for t in ranked[:top]]
     out: dict[str, Any] = {
         'study': study.study_name, 'storage': redact_url(storage_url), 'direction': study.direction.name.lower(),
@@ -153,7 +153,7 @@ def _summary(study:optuna.Study, storage_url:str, top:int, experiments_dir, floo
     out['small_sample'] = counts['COMPLETE'] < SMALL_SAMPLE
     if ranked:
         b = ranked[0]
-        out['best'] = {'number': b.number, 'value': b.value, 'test_macro_f1': b.user_attrs.get('test_macro_f1'),
+        out['best'] = {'number': b.number, 'value': b.value,
                        'runtime_seconds': _runtime(b), 'params': b.params, 'thresholds': b.user_attrs.get('thresholds'),
                        'config': b.user_attrs.get('config') or (ev or {}).get('hyperparameters'),
                        'evaluation_report': ev, 'evaluation_report_path': str(Path(experiments_dir)/study.study_name/f'trial_{b.number}'/'evaluation_report.json')}
@@ -208,7 +208,7 @@ def format_summary(summary:dict # what `study_summary` returned
     if s.get('small_sample'): lines.append(f"caution: {_caveat(s)}")
     if s.get('searched'): lines.append(f"searched: {_searched_line(s['searched'])}")
     b = s['best']
-    if b: lines.append(f"best: trial {b['number']}, val macro-F1 {_num(b['value'])}, test macro-F1 {_num(b['test_macro_f1'])}")
+    if b: lines.append(f"best: trial {b['number']}, val macro-F1 {_num(b['value'])} (test is scored only for the export)")
     ev = (b or {}).get('evaluation_report') or {}
     if ev.get('task') == 'both':
         fe = (s.get('tfidf_baseline') or {}).get('evidence') or {}
@@ -226,11 +226,11 @@ def format_summary(summary:dict # what `study_summary` returned
                         if rc['rho'] is not None else f"Stage 1 -> Stage 2 rank correlation: not computed ({rc['reason']})")
     if s['top_trials']:
         keys = s['key_params']
-        head = ['rank', 'trial', 'value', 'test_f1', 'runtime_s'] + keys
-        rows = [[str(i), str(t['number']), _num(t['value']), _num(t['test_macro_f1']), _num(t['runtime_seconds'], '.0f')]
+        head = ['rank', 'trial', 'value', 'runtime_s'] + keys
+        rows = [[str(i), str(t['number']), _num(t['value']), _num(t['runtime_seconds'], '.0f')]
                 + [_val(t['params'].get(k, '-')) for k in keys] for i, t in enumerate(s['top_trials'], 1)]
         w = [max(len(r[j]) for r in [head] + rows) for j in range(len(head))]
-        lines += ['', f"top {len(rows)} trials:"] + ['  ' + '  '.join(x.rjust(w[j]) if j < 5 else x.ljust(w[j]) for j, x in enumerate(r)).rstrip()
+        lines += ['', f"top {len(rows)} trials:"] + ['  ' + '  '.join(x.rjust(w[j]) if j < 4 else x.ljust(w[j]) for j, x in enumerate(r)).rstrip()
                                                      for r in [head] + rows]
     imp = s['importances']
     name = {'ped-anova': 'PED-ANOVA', 'fanova': 'fANOVA'}.get(imp['evaluator'], imp['evaluator'])
@@ -279,7 +279,6 @@ def _html(s:dict, figs:list, js:str|None=None) -> str:
             *((k.lower(), v) for k, v in s['counts'].items()),
             ('pruned share of finished trials', f"{s['pruned_share']:.1%}" if s['pruned_share'] is not None else '-'),
             ('best trial', b['number'] if b else '-'), ('best val macro-F1 (cross-fitted)', _num(b['value']) if b else '-'),
-            ('best test macro-F1', _num(b['test_macro_f1']) if b else '-'),
             ('TF-IDF floor test macro-F1 (same split)', _num(f['test_macro_f1']) if 'test_macro_f1' in f else f"skipped: {f.get('skipped')}")]
     bev = (b or {}).get('evaluation_report') or {}
     if bev.get('task') == 'both':
@@ -307,9 +306,9 @@ def _html(s:dict, figs:list, js:str|None=None) -> str:
     parts += ['<h2>Summary</h2>', _table(None, nums)]
     if s['top_trials']:
         keys = s['key_params']
-        rows = [[i, t['number'], _num(t['value']), _num(t['test_macro_f1']), _num(t['runtime_seconds'], '.0f')]
+        rows = [[i, t['number'], _num(t['value']), _num(t['runtime_seconds'], '.0f')]
                 + [_val(t['params'].get(k, '-')) for k in keys] for i, t in enumerate(s['top_trials'], 1)]
-        parts += [f'<h2>Top {len(rows)} trials</h2>', _table(['rank', 'trial', 'val macro-F1', 'test macro-F1', 'runtime (s)'] + keys, rows),
+        parts += [f'<h2>Top {len(rows)} trials</h2>', _table(['rank', 'trial', 'val macro-F1', 'runtime (s)'] + keys, rows),
                   ('<p class="note">val macro-F1 is cross-fitted on the validation split (what the search maximises); test macro-F1 '
                    'uses thresholds tuned on validation and is never optimised.</p>')]
     if b:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_storage.ipynb #4c643bc3
 from __future__ import annotations
-import contextlib, fcntl, hashlib, os, sqlite3, warnings
+import contextlib, fcntl, hashlib, sqlite3, warnings
 from pathlib import Path
 
 import optuna

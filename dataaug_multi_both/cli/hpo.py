@@ -5,19 +5,19 @@
 # %% ../../nbs/21_cli_hpo.ipynb #8d6a955b
 from __future__ import annotations
 from fastcore.imports import IN_IPYTHON
-import argparse, dataclasses, json, sys, time
+import argparse, dataclasses, json, sys
 from pathlib import Path
 
 from fastcore.docments import docments
 
-from ..core import UserError, cli_entry, set_offline
+from ..core import Parser, cli_entry, set_offline
 from ..config import TrainConfig
 from ..storage import DEFAULT_STORAGE
 from ..hpo import STAGES, SearchJob, run_stage
+from ..demo_job import DEMO_TIME_BUDGET, run_demo
 
 # %% auto #0
-__all__ = ['FLAG_NAMES', 'STAGE_ONLY', 'BASE_FLAGS', 'DEMO', 'add_job_flags', 'job_from_args', 'add_storage_flags', 'parser',
-           'run_demo', 'main']
+__all__ = ['FLAG_NAMES', 'STAGE_ONLY', 'BASE_FLAGS', 'add_job_flags', 'job_from_args', 'add_storage_flags', 'parser', 'main']
 
 # %% ../../nbs/21_cli_hpo.ipynb #5718198d
 FLAG_NAMES = {'n_trials': ('--trials', '--n-trials'), 'backbone': ('--backbone', '--model'),
@@ -26,11 +26,8 @@ STAGE_ONLY = {'min_resource': 1, 'reduction_factor': 1, 'stage1_study': 2, 'top_
 BASE_FLAGS = ('epochs', 'data_fraction', 'evals_per_epoch', 'max_layers', 'seed', 'task', 'objective')
 
 def _names(field:str) -> list[str]:
-    "A field's flag names: the preferred one first, then aliases, each with dashes and with underscores."
-    out = []
-    for n in FLAG_NAMES.get(field, ('--' + field.replace('_', '-'),)):
-        out += [n] + ([n.replace('-', '_').replace('__', '--', 1)] if '-' in n[2:] else [])
-    return out
+    "A field's flag names: the preferred one first, then its aliases (`Parser` takes underscores for dashes)."
+    return list(FLAG_NAMES.get(field, ('--' + field.replace('_', '-'),)))
 
 def _kind(t:str):
     "An argparse `type` for a field's annotation."
@@ -77,15 +74,15 @@ def add_storage_flags(p:argparse.ArgumentParser # report / export parser
     "The storage, study and experiments flags of the commands that read a finished search."
     docs = docments(SearchJob)
     p.add_argument('--storage', '--storage-url', default=DEFAULT_STORAGE, help=f'{docs["storage"]} (default: {DEFAULT_STORAGE})')
-    p.add_argument('--study-name', '--study_name', default='stage2_exploit', help='study to read (default: stage2_exploit)')
-    p.add_argument('--experiments-dir', '--experiments_dir', default='experiments', help=f'{docs["experiments_dir"]} (default: experiments)')
+    p.add_argument('--study-name', default='stage2_exploit', help='study to read (default: stage2_exploit)')
+    p.add_argument('--experiments-dir', default='experiments', help=f'{docs["experiments_dir"]} (default: experiments)')
     return p
 
 # %% ../../nbs/21_cli_hpo.ipynb #704736ff
 def parser() -> argparse.ArgumentParser:
     "The `hpo` command and its subcommands."
     from dataaug_multi_both.export import add_export_args
-    p = argparse.ArgumentParser(prog='python -m dataaug_multi_both.cli.hpo',
+    p = Parser(prog='python -m dataaug_multi_both.cli.hpo',
         description='Two-stage Optuna search for fine-tuning an encoder to detect DSM-5 depression criteria. '
                     'Research tool: outputs are not a diagnosis.')
     sub = p.add_subparsers(dest='command', required=True)
@@ -94,53 +91,16 @@ def parser() -> argparse.ArgumentParser:
     r = add_storage_flags(sub.add_parser('report', help='summary table, importances, counts; writes report.html and report.json'))
     r.add_argument('--top', type=int, default=10, help='rows of the top-trials table (default: 10)')
     r.add_argument('--json', action='store_true', help='print the summary as one JSON object')
+    r.add_argument('--shared-plotly', action='store_true', help='load plotly.min.js from beside report.html instead of inlining it (smaller; the page then needs that file)')
     add_export_args(add_storage_flags(sub.add_parser('export', help='re-train the best configuration over seeds and export the best model')), common=False)
-    d = sub.add_parser('demo', help='the whole job on the demo corpus: Stage 1, Stage 2, report, export')
+    d = sub.add_parser('demo', help='the whole job on the demo corpus within a time budget: Stage 1, Stage 2, export, report')
     d.add_argument('--storage', default=DEFAULT_STORAGE, help=f'Optuna storage URL (default: {DEFAULT_STORAGE})')
     d.add_argument('--experiments-dir', default='experiments', help='where trial reports, checkpoints, the report and the export go (default: experiments)')
-    d.add_argument('--jobs', type=int, default=1, help='worker processes (default: 1)')
-    d.add_argument('--stage1-trials', type=int, default=DEMO['stage1_trials'], help=f"Stage 1 target trials (default: {DEMO['stage1_trials']})")
-    d.add_argument('--stage2-trials', type=int, default=DEMO['stage2_trials'], help=f"Stage 2 target trials (default: {DEMO['stage2_trials']})")
-    d.add_argument('--n-seeds', '--seeds', dest='seeds', type=int, default=DEMO['seeds'], help=f"export re-training seeds (default: {DEMO['seeds']})")
+    d.add_argument('--time-budget', type=float, default=DEMO_TIME_BUDGET, help=f'seconds for the whole job, sized from the measured speed (default: {DEMO_TIME_BUDGET:.0f})')
+    d.add_argument('--n-seeds', '--seeds', dest='seeds', type=int, default=2, help='export re-training seeds, at least 2 (default: 2)')
     d.add_argument('--backbone', '--model', dest='model', default='minilm', help='encoder to fine-tune (default: minilm)')
-    d.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bars (default: on a terminal)')
+    d.add_argument('--jobs', type=int, default=1, help='worker processes per stage (default: 1)')
     return p
-
-# %% ../../nbs/21_cli_hpo.ipynb #1fc3da91
-DEMO = dict(stage1_trials=10, stage2_trials=4, seeds=3, max_layers=4, max_seq_length=96, stage1_epochs=2, stage2_epochs=5, min_resource=4,
-            reduction_factor=2, top_k=6, enqueue=2)
-
-def run_demo(args:argparse.Namespace # parsed `demo` flags
-            ) -> dict:
-    "Stage 1, Stage 2, report and export on the demo corpus; return what it printed."
-    from dataaug_multi_both.report import write_report, study_summary
-    from dataaug_multi_both.export import export_best
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    common = dict(storage=args.storage, backbone=args.model, experiments_dir=args.experiments_dir, jobs=args.jobs,
-                  max_seq_lengths=(DEMO['max_seq_length'],), progress=progress)
-    t0 = time.time()
-    s1 = run_stage(SearchJob(stage=1, n_trials=args.stage1_trials, min_resource=DEMO['min_resource'], reduction_factor=DEMO['reduction_factor'],
-                             base={'epochs': DEMO['stage1_epochs'], 'max_layers': DEMO['max_layers']}, **common))
-    print(_stage_line(s1), flush=True)
-    s2 = run_stage(SearchJob(stage=2, n_trials=args.stage2_trials, top_k=DEMO['top_k'], enqueue=DEMO['enqueue'],
-                             base={'epochs': DEMO['stage2_epochs'], 'max_layers': DEMO['max_layers']}, **common))
-    print(_stage_line(s2), flush=True)
-    html = write_report(args.storage, s2['study'], Path(args.experiments_dir)/s2['study'], experiments_dir=args.experiments_dir)
-    summary = study_summary(args.storage, s2['study'], experiments_dir=args.experiments_dir)
-    ex = export_best(args.storage, s2['study'], seeds=args.seeds, experiments_dir=args.experiments_dir,
-                     out_dir=Path(args.experiments_dir)/s2['study']/'export', progress=progress)
-    out = {'stage1': s1, 'stage2': s2, 'report': str(html), 'export': ex.get('export_dir'), 'seconds': round(time.time() - t0, 1),
-           'tfidf': summary.get('tfidf_baseline'), 'export_summary': ex}
-    _print_demo(out)
-    return out
-
-def _print_demo(out):
-    ex, tf = out['export_summary'], out.get('tfidf') or {}
-    print('\nbest configuration:', json.dumps(ex.get('params', {}), sort_keys=True))
-    print(f"re-trained over {len(ex.get('seeds', []))} seeds: val macro-F1 {ex.get('val_mean', float('nan')):.4f}, "
-          f"test macro-F1 {ex.get('test_mean', float('nan')):.4f} ± {ex.get('test_std', float('nan')):.4f}")
-    if tf: print(f"TF-IDF + logistic regression floor: val {tf.get('val_macro_f1', float('nan')):.4f}, test {tf.get('test_macro_f1', float('nan')):.4f}")
-    print(f"report: {out['report']}\nexported model: {out['export']}\ntotal {out['seconds']:.0f}s  (research artefact, not a diagnosis)")
 
 # %% ../../nbs/21_cli_hpo.ipynb #960281b4
 def _stage_line(s):
@@ -164,13 +124,14 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     if args.command == 'report':
         from dataaug_multi_both.report import format_summary, study_summary, write_report
         summary = study_summary(args.storage, args.study_name, top=args.top, experiments_dir=args.experiments_dir)
-        html = write_report(args.storage, args.study_name, Path(args.experiments_dir)/args.study_name, experiments_dir=args.experiments_dir)
+        html = write_report(args.storage, args.study_name, Path(args.experiments_dir)/args.study_name,
+                            experiments_dir=args.experiments_dir, shared_js=args.shared_plotly)
         print(json.dumps({**summary, 'report_html': str(html)}, default=str) if args.json else f'{format_summary(summary)}\nreport: {html}')
         return summary
     if args.command == 'export':
         from dataaug_multi_both.export import export_main
         return export_main(args)
-    return run_demo(args)
+    return run_demo(args.storage, args.experiments_dir, args.time_budget, args.seeds, args.model, args.jobs, log=print)
 
 # %% ../../nbs/21_cli_hpo.ipynb #ab15704e
 #| eval: false
