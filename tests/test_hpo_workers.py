@@ -3,11 +3,13 @@
 Every test runs against SQLite and, where it matters for several machines, the real PostgreSQL on 127.0.0.1:5432.
 """
 import json
+import shutil
 import os
 import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -276,3 +278,20 @@ def test_pruners_fire_with_the_default_settings(tmp_path, demo_dir):
     pruned = [t for t in study2.trials if t.state == TrialState.PRUNED]
     assert pruned, s2["counts"]  # the median rule, after 5 startup trials and one warm-up epoch
     assert all(t.number >= 5 and max(t.intermediate_values) >= 2 for t in pruned)
+
+
+def test_export_from_the_storage_alone(tmp_path, demo_dir):
+    """`scripts/export_best.py --storage URL --study-name S` works without the search's experiments directory:
+    every trial's record (configuration, backbone, data, split seed, labels) is stored in the study itself."""
+    from dataaug_multi_both.hpo import run_stage
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    run_stage(_job(tmp_path, demo_dir, storage=storage, n_trials=2, min_resource=9, base={"epochs": 1, "evals_per_epoch": 1}))
+    shutil.rmtree(tmp_path / "exp")  # another machine: only the storage is shared
+    proc = subprocess.run([PYTHON, "scripts/export_best.py", "--storage", storage, "--study-name", "stage1_broad",
+                           "--n-seeds", "1", "--experiments-dir", str(tmp_path / "elsewhere"), "--out", str(tmp_path / "export")],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "export" / "export_summary.json").read_text())
+    assert summary["seeds"] == [1] and 0 <= summary["test_mean"] <= 1
+    assert summary["data"]["data_dir"] == str(demo_dir)  # read from the trial's record, not from a file
