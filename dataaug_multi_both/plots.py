@@ -59,11 +59,14 @@ def param_importances(study:optuna.Study, # a single-objective study
     if len(done) < 2: out['reason'] = f'importances need at least 2 complete trials; the study has {len(done)}'
     elif len({t.value for t in done}) == 1: out['reason'] = f'all {len(done)} complete trials have the same value'
     if out['reason']: return out
+    # knobs every complete trial has: a conditional knob rated on the few trials that sampled it looks important by chance
+    common = sorted(set.intersection(*(set(t.params) for t in done)))
+    out['not_rated'] = sorted(set().union(*(t.params for t in done)) - set(common))
     ev = (optuna.importance.PedAnovaImportanceEvaluator() if evaluator == 'ped-anova'
           else optuna.importance.FanovaImportanceEvaluator(seed=0))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        try: imp = optuna.importance.get_param_importances(study, evaluator=ev)
+        try: imp = optuna.importance.get_param_importances(study, evaluator=ev, params=common)
         except (RuntimeError, ValueError) as e:
             out['reason'] = f'{evaluator} could not rate the knobs: {str(e).splitlines()[0][:200]}'
             return out
