@@ -449,8 +449,8 @@ def run_worker(job:SearchJob, # the stage's settings
         gate.acquire()
         try:
             reclaim_trials(study)
-            done = trials_done(study)
-            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            states = [t.state for t in study.get_trials(deepcopy=False)]   # one read: a trial finishing between two reads would count in neither
+            done, running = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED), states.count(TrialState.RUNNING)
             target = job.n_trials or 0
             if done >= target or (deadline is not None and time.time() >= deadline): break
             if done + running >= target: wait = True            # running trials may still reach the target
