@@ -132,6 +132,10 @@ class DSMClassifier(nn.Module):
                 n_sentences:int|None=None # S, sentences per post in the output (default: the largest index + 1)
                ): # [B, L] float32 logits; with `sentence_ids`: also [B, S, L] sentence logits and the [B, S] mask of sentences that have tokens
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.heads(h, attention_mask, sentence_ids, n_sentences)
+
+    def heads(self, h:torch.Tensor, attention_mask:torch.Tensor, sentence_ids:torch.Tensor|None=None, n_sentences:int|None=None):
+        "Both heads over the encoder's last hidden states `h` [B, T, H] (what `forward` returns)."
         logits = self.head(_pool(h, attention_mask, self.pooling)).float()
         if sentence_ids is None: return logits
         if self.evidence_head is None: raise UserError('this model has no evidence head: train it with task both')
@@ -266,14 +270,16 @@ def encode_bottom(model:DSMClassifier, # a model from `build_model`
 def classify_from(model:DSMClassifier, # a model from `build_model`
                   hidden:torch.Tensor, # [B, T, hidden] output of `encode_bottom(..., start)`
                   attention_mask:torch.Tensor, # [B, T] 1 for real tokens
-                  start:int # the layer `hidden` enters (the frozen depth)
-                 ) -> torch.Tensor: # [B, num_labels] float32 logits
-    "Logits from the layers above `start`, pooling and head, given the bottom's output."
+                  start:int, # the layer `hidden` enters (the frozen depth)
+                  sentence_ids:torch.Tensor|None=None, # [B, T] sentence index of each token (evidence head only), as `forward` takes
+                  n_sentences:int|None=None # S, sentences per post in the output
+                 ): # what `model.forward` returns: [B, num_labels] float32 logits (and, with `sentence_ids`, the evidence outputs)
+    "The model's outputs from the layers above `start`, pooling and heads, given the bottom's output."
     enc = model.encoder
     m = _layer_mask(enc, hidden, attention_mask)
     h = hidden
     for layer in list(_layer_list(enc)[1])[start:]: h = layer(h, m)
-    return model.head(_pool(h, attention_mask, model.pooling)).float()
+    return model.heads(h, attention_mask, sentence_ids, n_sentences)
 
 # %% ../nbs/06_model.ipynb #ff75b4d9
 _FILES = ('classifier.json', 'head.safetensors', 'encoder/config.json', 'encoder/tokenizer_config.json')

@@ -265,7 +265,8 @@ def predict_both(model:DSMClassifier, # a classifier with an evidence head
                  pad_id:int, # padding id
                  device:str='cpu', # where the model lives
                  precision:Precision|None=None, # autocast settings (None = fp32)
-                 batch_size:int=64 # posts per forward pass
+                 batch_size:int=64, # posts per forward pass
+                 frozen:FrozenFeatures|None=None # cached output of the frozen bottom for these posts (None: run it)
                 ) -> tuple[np.ndarray, list[np.ndarray]]:
     "[N, L] post probabilities and per post [S, L] sentence probabilities."
     was_training = model.training; model.eval()
@@ -277,7 +278,8 @@ def predict_both(model:DSMClassifier, # a classifier with an evidence head
         x, m = collate(ids, batch, pad_id)
         sid, y = collate_evidence(ev, batch, x.shape[1])
         with autocast(precision):
-            logits, slog, has = model(x.to(device), m.to(device), sid.to(device), y.shape[1])
+            if frozen is None: logits, slog, has = model(x.to(device), m.to(device), sid.to(device), y.shape[1])
+            else: logits, slog, has = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start, sid.to(device), y.shape[1])
         out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
         sp = (torch.sigmoid(slog.float()) * has.unsqueeze(-1)).cpu().numpy()
         for r, i in enumerate(batch): sent[i] = sp[r, :len(ev.labels[i])]
@@ -363,7 +365,7 @@ def train(cfg:TrainConfig, # every knob of the run
     optimizer = make_optimizer(cfg, model)
     # the frozen bottom's output, computed once per process, when posts are the same every epoch
     augmented = cfg.augmentation_method != 'none' and cfg.augmentation_prob > 0
-    cache = cache_frozen and not augmented and task != 'both' and frozen_depth(model) > 0
+    cache = cache_frozen and not augmented and frozen_depth(model) > 0
     key = (backbone, cfg.seed if backbone == 'tiny' else None)        # a random 'tiny' bottom depends on the seed
     t_frozen = time.perf_counter()
     frozen_val = frozen_features(model, val_ids, pad_id, key, device) if cache else None
@@ -411,7 +413,9 @@ def train(cfg:TrainConfig, # every knob of the run
                 else:                                                 # both heads from one encoder pass
                     sid, ys = collate_evidence(train_ev, batch, x.shape[1])
                     assert ev_loss_fn is not None
-                    with autocast(precision): logits, slog, has = model(x.to(device), m.to(device), sid.to(device), ys.shape[1])
+                    with autocast(precision):
+                        if frozen is None: logits, slog, has = model(x.to(device), m.to(device), sid.to(device), ys.shape[1])
+                        else: logits, slog, has = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start, sid.to(device), ys.shape[1])
                     loss = loss_fn(logits.float(), y_train[batch].to(device)) + cfg.evidence_loss_weight * ev_loss_fn(slog, ys, has)
                 if not torch.isfinite(loss):
                     res.stopped = (f'non-finite loss ({loss.item()}) at epoch {epoch + i / len(batches):.2f}: '
@@ -432,7 +436,7 @@ def train(cfg:TrainConfig, # every knob of the run
                     t1 = time.perf_counter()
                     eval_index += 1
                     if val_ev is None: probs, sprobs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val), None
-                    else: probs, sprobs = predict_both(model, val_ids, val_ev, pad_id, device, precision)
+                    else: probs, sprobs = predict_both(model, val_ids, val_ev, pad_id, device, precision, frozen=frozen_val)
                     res.val_probs, res.val_sentence_probs = probs, sprobs
                     point = EvalPoint(eval_index, round(epoch + (i + 1) / len(batches) * share, 4), step, probs,
                                       loss_sum / max(loss_n, 1), sprobs)
@@ -447,17 +451,16 @@ def train(cfg:TrainConfig, # every knob of the run
     res.steps = step
     if res.stopped is None and res.val_probs is None:
         if val_ev is None: res.val_probs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val)
-        else: res.val_probs, res.val_sentence_probs = predict_both(model, val_ids, val_ev, pad_id, device, precision)
+        else: res.val_probs, res.val_sentence_probs = predict_both(model, val_ids, val_ev, pad_id, device, precision, frozen=frozen_val)
     if predict_test and res.stopped is None:
         test_ids = encode_texts(tokenizer, splits.test.texts, cfg.max_seq_length, cfg.truncation_side)
-        if val_ev is None:
-            t_frozen = time.perf_counter()
-            frozen_test = frozen_features(model, test_ids, pad_id, key, device) if cache else None
-            res.frozen_seconds += time.perf_counter() - t_frozen
-            res.test_probs = predict_probs(model, test_ids, pad_id, device, precision, frozen=frozen_test)
+        t_frozen = time.perf_counter()
+        frozen_test = frozen_features(model, test_ids, pad_id, key, device) if cache else None
+        res.frozen_seconds += time.perf_counter() - t_frozen
+        if val_ev is None: res.test_probs = predict_probs(model, test_ids, pad_id, device, precision, frozen=frozen_test)
         else:
             test_ev = evidence_data(tokenizer, splits.test, cfg)
-            res.test_probs, res.test_sentence_probs = predict_both(model, test_ids, test_ev, pad_id, device, precision)
+            res.test_probs, res.test_sentence_probs = predict_both(model, test_ids, test_ev, pad_id, device, precision, frozen=frozen_test)
     if task == 'both':
         res.evidence = {name: {**sentence_labels(part).counts, **truncation_counts(evidence_data(tokenizer, part, cfg))}
                         for name, part in (('train', train_set), ('val', splits.val), ('test', splits.test))}
