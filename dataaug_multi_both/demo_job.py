@@ -24,22 +24,22 @@ __all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'PRUNED_COST', 'DEMO_TIME_BUDGE
            'DemoPlan', 'plan_demo', 'run_stage_within', 'DemoStage', 'run_demo', 'demo_lines']
 
 # %% ../nbs/19a_demo_job.ipynb #a450a723
-DEMO_BASE: dict[str, Any] = dict(freeze_n_layers=3, learning_rate=2e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
+DEMO_BASE: dict[str, Any] = dict(freeze_n_layers=4, learning_rate=5e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
                  optimizer='adamw', loss_type='weighted_bce', pooling='mean', warmup_ratio=0.1, augmentation_method='none',
-                 augmentation_prob=0.0, precision='auto')
+                 augmentation_prob=0.0, group_by_length=True, precision='auto')
 
 DEMO_PRIORS = (                                                       # run right after the default in Stage 1
-    dict(freeze_n_layers=2, learning_rate=1e-4),
-    dict(freeze_n_layers=4, learning_rate=4e-4),
+    dict(freeze_n_layers=4, learning_rate=1e-3),
+    dict(freeze_n_layers=3, learning_rate=3e-4),
 )
 
 def demo_space() -> SearchSpace:
     "Stage 1's space for the demo: the full space with ranges a few minutes of training can learn in."
     s = base_space(1, max_seq_lengths=(DEMO_BASE['max_seq_length'],))
-    for k in (FloatKnob('learning_rate', 5e-5, 1e-3, log=True),
+    for k in (FloatKnob('learning_rate', 2e-4, 1.5e-3, log=True),
               CatKnob('optimizer', ('adamw', 'adam')),
               CatKnob('batch_accum', ('16x1', '8x2', '32x1')),
-              CatKnob('freeze_n_layers', (2, 3, 4)),
+              CatKnob('freeze_n_layers', (3, 4)),
               CatKnob('reinit_last_n_layers', (0,)),
               CatKnob('loss_type', ('weighted_bce', 'bce', 'hybrid_weighted_bce_focal')),
               FloatKnob('head_lr_scale', 5.0, 50.0, log=True),
