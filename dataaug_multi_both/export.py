@@ -10,6 +10,7 @@ from typing import Callable
 
 from .core import SPECIAL_CASE, UserError, atomic_write_bytes, atomic_write_json, redact_url, set_offline, versions, writable_dir
 from .config import config_from_dict
+from .demo import as_data_dir, data_source
 from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
@@ -88,7 +89,7 @@ def trial_setup(trial, # the best trial (`FrozenTrial`)
         cfg_from = 'trial params on the Stage 2 defaults'
         notes.append('the trial has no recorded configuration: its params were mapped onto the Stage 2 defaults')
     names = rec.get('label_names') or (report.get('data') or {}).get('label_names') or ckpt.get('label_names') or list(attrs.get('thresholds') or {})
-    return {'config': cfg, 'backbone': bb, 'data_dir': None if dd in (None, 'demo', 'demo corpus') else str(dd),
+    return {'config': cfg, 'backbone': bb, 'data_dir': as_data_dir(dd),
             'split_seed': int(ss), 'include_special_case': SPECIAL_CASE in names, 'search_data': report.get('data'),
             'sources': {'config': cfg_from, 'backbone': bb_from, 'data_dir': dd_from, 'split_seed': ss_from}, 'notes': notes}
 
@@ -199,7 +200,7 @@ def export_best(storage_url:str, # the search's Optuna storage URL
     bb = resolve_backbone(setup['backbone'])
     splits = load_splits(setup['data_dir'], setup['split_seed'], setup['include_special_case'])
     notes = list(setup['notes'])
-    data = {'source': setup['data_dir'] or 'demo corpus', 'data_dir': setup['data_dir'], 'split_seed': setup['split_seed'],
+    data = {'source': data_source(setup['data_dir']), 'data_dir': setup['data_dir'], 'split_seed': setup['split_seed'],
             'n_train': len(splits.train), 'n_val': len(splits.val), 'n_test': len(splits.test)}
     sd = setup['search_data'] or {}
     if sd and (sd.get('n_val'), sd.get('n_test')) != (data['n_val'], data['n_test']):
