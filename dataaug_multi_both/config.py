@@ -126,14 +126,10 @@ class TrainConfig:
         "Posts per optimiser step."
         return self.batch_size * self.grad_accum
 
-    @property
-    def effective_lr(self) -> float:
-        "Learning rate scaled linearly to a reference batch of 32."
-        return self.learning_rate * self.effective_batch / 32
-
-    def derived(self) -> dict:
-        "Values computed from the knobs, as reports show them."
-        return {'effective_batch_size': self.effective_batch, 'effective_learning_rate': self.effective_lr}
+    def derived(self, peak_lrs:dict|None=None # the optimiser's peak learning rate per parameter group (`trainer.peak_lrs`)
+               ) -> dict:
+        "What reports show beside the knobs: the effective batch, and the peak learning rates training used."
+        return {'effective_batch_size': self.effective_batch, 'peak_learning_rates': peak_lrs}
 
 # %% ../nbs/01_config.ipynb #f540d0f9
 _RANGES = {  # knob: (low, high, low inclusive, high inclusive)

@@ -216,7 +216,7 @@ def export_best(storage_url:str, # the search's Optuna storage URL
     rows, keep = [], None
     for s in range(base_seed, base_seed + seeds):
         rep, res = run_config(dataclasses.replace(cfg, seed=s), splits, bb, out/'seeds'/f'seed_{s}', device=device, progress=progress,
-                              extra={'study': study_name, 'trial': best.number, 'export_seed': s, 'data_dir': data['source'],
+                              extra={'study': study_name, 'trial': best.number, 'export_seed': s, 'data_dir': setup['data_dir'],
                                      'split_seed': setup['split_seed']})
         if rep.get('stopped'):
             rows.append({'seed': s, 'stopped': rep['stopped']}); say(f'seed {s}: stopped early ({rep["stopped"]})')
@@ -257,7 +257,8 @@ def export_best(storage_url:str, # the search's Optuna storage URL
                               'positive = the search score was optimistic',
         'exported': {'seed': rep['seed'], 'dir': 'model', 'transformers_dir': 'hf_model', 'chosen_by': 'highest cross-fitted validation macro-F1 (test never chooses)',
                      'val_macro_f1': rep['val_macro_f1'], 'test_macro_f1': rep['test_macro_f1'],
-                     'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode},
+                     'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode,
+                     'peak_learning_rates': rep['derived']['peak_learning_rates']},
         'task': rep['task'], 'objective': rep['objective'],
         'evidence': {k: seed_stats([r[k] for r in done]) for k in ('test_evidence_macro_f1', 'test_evidence_recall_at_1', 'test_evidence_recall_at_3')
                      if all(k in r for r in done)},

@@ -315,6 +315,9 @@ def _html(s:dict, figs:list, js:str|None=None) -> str:
     if b:
         title = 'its whole configuration' if b.get('config') else 'its parameters (it recorded no full configuration)'
         parts += [f'<h2>Best trial {b["number"]}: {title}</h2>', _table(['knob', 'value'], sorted((b.get('config') or b['params']).items()))]
+        peaks = ((b.get('evaluation_report') or {}).get('derived') or {}).get('peak_learning_rates')
+        if peaks: parts += ['<h3>Its peak learning rate per parameter group (as the optimiser had them)</h3>',
+                            _table(['group', 'peak learning rate'], [[k, _num(v, '.3g')] for k, v in peaks.items()])]
     for title, fig, note in figs:
         parts += [f'<h2>{esc(title)}</h2>'] + ([f'<p class="note">{esc(note)}</p>'] if note else []) + [_fig_html(fig)]
     if 'test_macro_f1' in f:
