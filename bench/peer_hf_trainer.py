@@ -5,7 +5,7 @@ MLP head), same sequence length, batch, epochs, learning rate and precision (fp3
 alternate (project, HF, project, HF, ...) so that a busy machine slows both alike. Printed per run: wall seconds
 (model build to test predictions) and test macro-F1; then the wall-time ratio project / HF.
 
-Two project variants: `equal` matches the peer knob for knob (one learning rate, plain BCE, threshold 0.5 on test,
+Two project variants: `equal` matches the peer knob for knob (post head only, one learning rate, plain BCE, threshold 0.5 on test,
 no freezing); `defaults` uses the project's defaults (head learning rate x20, weighted BCE, thresholds tuned on
 validation). The peer always uses plain BCE, one learning rate and threshold 0.5.
 
@@ -117,7 +117,7 @@ def main():
     except ImportError:
         raise SystemExit(
             "error: transformers.Trainer needs accelerate>=1.1.0, which this environment lacks: "
-            "pip install 'accelerate>=1.1.0' (bench only; the project does not need it)"
+            "pip install 'accelerate>=1.1.0' (`make install` pins it with the dev tools)"
         ) from None
     set_offline()
     splits = load_splits(None, 0)
@@ -131,7 +131,7 @@ def main():
         evals_per_epoch=1,
         seed=42,
     )
-    equal = config_from_dict({**knobs, "head_lr_scale": 1.0, "loss_type": "bce"})
+    equal = config_from_dict({**knobs, "head_lr_scale": 1.0, "loss_type": "bce", "task": "criteria"})  # the peer has no evidence head
     defaults = config_from_dict(knobs)
     print(
         f"{a.layers}-layer MiniLM, {a.epochs:g} epoch(s), seq {a.seq}, batch {a.batch}, lr {a.lr:g}, fp32, "

@@ -9,7 +9,7 @@ parts timed inside it (model load, tokenisation, the cache, predictions), so a p
 
     python bench/trial_profile.py [--recipe demo|old] [--stage1-trials 3] [--stage1-epochs 1] [--stage2-epochs 2]
 
-With `--recipe demo` Stage 1 holds the demo's space and starts with its default and priors (`demo_job.seed_stage1`).
+With `--recipe demo` Stage 1 holds the demo's space and starts with its default and priors (`demo_job.DemoStage`).
 `--recipe old` profiles the demo as it was before issue 10 (MiniLM cut to 4 layers, 96 tokens, half the posts,
 4 validation passes per epoch, nothing frozen); `demo` the budgeted demo's configuration (`demo_job.DEMO_BASE`).
 """
@@ -140,9 +140,9 @@ def main():
             )
             job = hpo.SearchJob(stage=stage, n_trials=i + 1, **common, **extra)
             if a.recipe == "demo" and stage == 1 and i == 0:  # the demo's space, default and priors, as run_demo seeds them
-                from dataaug_multi_both.demo_job import seed_stage1
+                from dataaug_multi_both.demo_job import DemoStage
 
-                seed_stage1(job, base)
+                hpo.prepare_study(job, DemoStage())
             SPENT.clear()
             t = time.time()
             if first:

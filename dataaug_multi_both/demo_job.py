@@ -9,12 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .baseline import tfidf_baseline
 from .config import config_from_dict
+from .core import set_offline
+from .export import export_best
+from .model import resolve_backbone
+from .report import write_report
+from .run import load_splits, run_config
+from .hpo import BroadStage, SearchJob, config_params, prepare_study, run_stage, trials_done
 from .space import CatKnob, FloatKnob, SearchSpace, base_space
 
 # %% auto #0
 __all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'PRUNED_COST', 'DEMO_TIME_BUDGET', 'RESERVE', 'demo_space', 'Speed', 'calibrate',
-           'DemoPlan', 'plan_demo', 'run_stage_within', 'seed_stage1', 'run_demo', 'demo_lines']
+           'DemoPlan', 'plan_demo', 'run_stage_within', 'DemoStage', 'run_demo', 'demo_lines']
 
 # %% ../nbs/19a_demo_job.ipynb #a450a723
 DEMO_BASE: dict[str, Any] = dict(freeze_n_layers=3, learning_rate=2e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
@@ -67,7 +74,6 @@ def calibrate(base:dict, # the configuration to time (DEMO_BASE)
               share:float=0.15 # share of an epoch to train
              ) -> Speed:
     "Train `base` for a slice of an epoch and measure this machine's speed per post, per validation pass and per trial."
-    from dataaug_multi_both.run import run_config
     t0 = time.perf_counter()
     cfg = config_from_dict({**base, 'epochs': share, 'evals_per_epoch': 1, 'data_fraction': 1.0})
     rep, res = run_config(cfg, splits, backbone)
@@ -119,7 +125,6 @@ def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trial
                      min_trials:int=1 # trials the stage holds in the end whatever the clock says (Stage 2 narrows from >= 3)
                     ) -> dict:
     "Run `job`'s stage trial by trial while the next one is expected to end before `deadline`; return `run_stage`'s summary."
-    from dataaug_multi_both.hpo import prepare_study, run_stage, trials_done
     study, _ = prepare_study(job)
     t0, start, took = time.time(), trials_done(study), list[float]()
     s = None
@@ -139,22 +144,16 @@ def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trial
     return s
 
 # %% ../nbs/19a_demo_job.ipynb #1228d744
-def seed_stage1(job, # the demo's Stage 1 `hpo.SearchJob`
-                base:dict # the default configuration (DEMO_BASE)
-               ):
-    "Create Stage 1's study once with `demo_space()`, the default configuration first and `DEMO_PRIORS` after it."
-    import optuna
-    from dataaug_multi_both.hpo import OBJECTIVE_NAME, config_params
-    from dataaug_multi_both.narrow import load_space, save_space
-    from dataaug_multi_both.storage import open_storage
-    study = optuna.create_study(storage=open_storage(job.storage, (job.heartbeat_interval, job.heartbeat_grace)),
-                                study_name=job.study_name, direction='maximize', load_if_exists=True)
-    if load_space(study) is not None: return study
-    space = demo_space()
-    study.set_metric_names([OBJECTIVE_NAME]); save_space(study, space, None); study.set_user_attr('stage', 1)
-    for cfg, why in [(base, 'default configuration')] + [({**base, **p}, 'prior') for p in DEMO_PRIORS]:
-        study.enqueue_trial(config_params(config_from_dict(cfg), space), user_attrs={'enqueued': why})
-    return study
+class DemoStage(BroadStage):
+    "Stage 1 of the demo: `demo_space()`, with the default configuration first and `DEMO_PRIORS` after it."
+    def space(self, job:SearchJob) -> tuple[SearchSpace, dict|None]:
+        "The demo space, with the task choices the study's objective allows."
+        full, _ = super().space(job)
+        return demo_space().replace(full['task']), None
+    def seed_trials(self, job:SearchJob, space:SearchSpace) -> list[dict]:
+        "The default configuration, then the priors around it."
+        return super().seed_trials(job, space) + [
+            {'params': config_params(config_from_dict({**job.base, **p}), space), 'user_attrs': {'enqueued': 'prior'}} for p in DEMO_PRIORS]
 
 # %% ../nbs/19a_demo_job.ipynb #61b165cb
 DEMO_TIME_BUDGET = 600.0                                              # seconds for the whole demo (default of --time-budget)
@@ -173,12 +172,6 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
              base:dict|None=None # override DEMO_BASE (tests use a tiny configuration)
             ) -> dict:
     "Calibrate, plan, run Stage 1, Stage 2, the export and the report within `time_budget`; return what happened."
-    from dataaug_multi_both.core import set_offline
-    from dataaug_multi_both.export import export_best
-    from dataaug_multi_both.hpo import SearchJob, prepare_study
-    from dataaug_multi_both.model import resolve_backbone
-    from dataaug_multi_both.report import write_report
-    from dataaug_multi_both.run import load_splits
     set_offline()
     say = log or (lambda s: None)
     t0 = time.time(); deadline = t0 + time_budget
@@ -200,7 +193,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     j1 = SearchJob(stage=1, study_name=stage1_study, n_trials=plan.stage1_trials, min_resource=1, reduction_factor=2,
                    base={**base, 'epochs': plan.stage1_epochs, 'evals_per_epoch': plan.evals_per_epoch, 'data_fraction': plan.stage1_fraction},
                    **common)
-    seed_stage1(j1, base)
+    prepare_study(j1, DemoStage())
     s1 = run_stage_within(j1, deadline - RESERVE - plan.seconds['stage2'] - plan.seconds['export'],
                           speed.trial(plan.stage1_epochs, plan.evals_per_epoch, plan.stage1_fraction), log=say, min_trials=1 + len(DEMO_PRIORS))
     say(_stage_line(s1))
@@ -217,7 +210,6 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     ex = export_best(storage, stage2_study, seeds=plan.seeds, base_seed=1, experiments_dir=experiments_dir,
                      out_dir=Path(experiments_dir)/stage2_study/'export', log=lambda s: say('  ' + s))
     html = write_report(storage, stage2_study, Path(experiments_dir)/stage2_study, experiments_dir=experiments_dir)
-    from dataaug_multi_both.baseline import tfidf_baseline                # the floor on the very split the model was scored on
     tf = tfidf_baseline(splits.train.texts, splits.train.labels, splits.val.texts, splits.val.labels, splits.test.texts,
                         splits.test.labels, splits.train.label_names, threshold_mode=ex.get('config', {}).get('threshold_mode', 'global'))
     out = {'stage1': s1, 'stage2': s2, 'speed': dataclasses.asdict(speed), 'plan': dataclasses.asdict(plan), 'report': str(html),

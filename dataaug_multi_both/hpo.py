@@ -388,10 +388,11 @@ def preflight(job:SearchJob # the stage's settings
 # %% ../nbs/16_hpo.ipynb #d2982461
 OBJECTIVE_NAME = 'val_macro_f1'
 
-def prepare_study(job:SearchJob # the stage's settings
+def prepare_study(job:SearchJob, # the stage's settings
+                  stage:Stage|None=None # what creates the study (None: `STAGES[job.stage]`; a subclass can give its own space or seed trials)
                  ) -> tuple[optuna.Study, SearchSpace]:
     "Create or resume the stage's study with its stored space; nothing is created when the input is bad."
-    stage, storage = STAGES[job.stage], open_storage(job.storage, (job.heartbeat_interval, job.heartbeat_grace))
+    stage, storage = stage or STAGES[job.stage], open_storage(job.storage, (job.heartbeat_interval, job.heartbeat_grace))
     with backend_for(job.storage).lock(job.study_name):
         exists = job.study_name in optuna.get_all_study_names(storage)
         study = optuna.load_study(study_name=job.study_name, storage=storage) if exists else None

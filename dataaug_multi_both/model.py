@@ -256,14 +256,16 @@ def _layer_mask(enc:PreTrainedModel, h:torch.Tensor, mask:torch.Tensor):
 def encode_bottom(model:DSMClassifier, # a model from `build_model`
                   input_ids:torch.Tensor, # [B, T] token ids
                   attention_mask:torch.Tensor, # [B, T] 1 for real tokens
-                  n:int # run the embeddings and this many bottom layers
+                  n:int, # run the embeddings and this many bottom layers
+                  hidden:torch.Tensor|None=None, # [B, T, hidden] states already computed up to layer `start` (None: from the embeddings)
+                  start:int=0 # the layer `hidden` enters
                  ) -> torch.Tensor: # [B, T, hidden]
-    "Hidden states after the embeddings and the bottom `n` layers, without dropout or gradients."
+    "Hidden states after the embeddings and the bottom `n` layers (continuing from `hidden` when given), without dropout or gradients."
     enc = model.encoder
     was = enc.training; enc.eval()
-    h = enc.get_submodule('embeddings')(input_ids=input_ids)
+    h = enc.get_submodule('embeddings')(input_ids=input_ids) if hidden is None else hidden
     m = _layer_mask(enc, h, attention_mask)
-    for layer in list(_layer_list(enc)[1])[:n]: h = layer(h, m)
+    for layer in list(_layer_list(enc)[1])[(0 if hidden is None else start):n]: h = layer(h, m)
     enc.train(was)
     return h
 

@@ -164,17 +164,27 @@ def frozen_features(model:DSMClassifier, # a model whose bottom is frozen (`froz
                     device:str='cpu', # where the model lives
                     batch_size:int=64 # posts per forward pass
                    ) -> FrozenFeatures:
-    "The frozen bottom's output for the posts `ids`; each post's is computed once per process."
+    "The frozen bottom's output for the posts `ids`; each post's is computed once per process, from a shallower depth's when cached."
     start = frozen_depth(model)
     store = _FROZEN_CACHE.setdefault((key, start, device), {})
     todo = list(dict.fromkeys(tuple(x) for x in ids if tuple(x) not in store))
     if len(store) + len(todo) > FROZEN_CACHE_POSTS: store.clear(); todo = list(dict.fromkeys(tuple(x) for x in ids))
-    todo.sort(key=len)
-    for b in range(0, len(todo), batch_size):
-        chunk = [list(t) for t in todo[b:b + batch_size]]
-        x, m = collate(chunk, np.arange(len(chunk)), pad_id)
-        h = encode_bottom(model, x.to(device), m.to(device), start)
-        for r, t in enumerate(todo[b:b + batch_size]): store[t] = h[r, :len(t)].clone()
+    shallower = [(d, _FROZEN_CACHE[(k, d, dev)]) for k, d, dev in sorted(_FROZEN_CACHE, key=lambda t: -t[1])
+                 if k == key and dev == device and d < start]                   # the same frozen weights, fewer layers run
+    def source(t): return next(((d, st[t]) for d, st in shallower if t in st), (0, None))
+    groups: dict[int, list] = {}
+    for t in sorted(todo, key=len): groups.setdefault(source(t)[0], []).append(t)
+    for d, posts in groups.items():
+        for b in range(0, len(posts), batch_size):
+            chunk = posts[b:b + batch_size]
+            x, m = collate([list(t) for t in chunk], np.arange(len(chunk)), pad_id)
+            h0 = None
+            if d:
+                ref = source(chunk[0])[1]
+                h0 = ref.new_zeros((len(chunk), x.shape[1], ref.shape[-1]))
+                for r, t in enumerate(chunk): h0[r, :len(t)] = source(t)[1]
+            h = encode_bottom(model, x.to(device), m.to(device), start, None if h0 is None else h0.to(device), d)
+            for r, t in enumerate(chunk): store[t] = h[r, :len(t)].clone()
     return FrozenFeatures(start, [store[tuple(x)] for x in ids])
 
 # %% ../nbs/09_trainer.ipynb #fe3f0183
