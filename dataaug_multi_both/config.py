@@ -11,15 +11,14 @@ from pathlib import Path
 from .core import UserError
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'POOLINGS', 'LOSSES', 'AUG_METHODS', 'TRUNCATION_SIDES', 'THRESHOLD_MODES', 'TASKS',
-           'EVIDENCE_POOLINGS', 'OBJECTIVES', 'PRECISIONS', 'EFFECTIVE_BATCHES', 'TrainConfig', 'validate',
-           'config_from_dict', 'load_config_file']
+__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'POOLINGS', 'AUG_METHODS', 'TRUNCATION_SIDES', 'THRESHOLD_MODES', 'TASKS',
+           'EVIDENCE_POOLINGS', 'OBJECTIVES', 'PRECISIONS', 'EFFECTIVE_BATCHES', 'LOSSES', 'LossSpec', 'losses_reading',
+           'TrainConfig', 'validate', 'config_from_dict', 'load_config_file']
 
 # %% ../nbs/01_config.ipynb #e569f667
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
 SCHEDULERS = ('linear', 'cosine', 'cosine_with_restarts')
 POOLINGS = ('cls', 'mean', 'max')
-LOSSES = ('bce', 'weighted_bce', 'focal', 'adaptive_focal', 'hybrid_bce_focal', 'hybrid_weighted_bce_focal')
 AUG_METHODS = ('eda', 'synonym', 'insert', 'swap', 'char_perturb', 'none')
 TRUNCATION_SIDES = ('right', 'left')
 THRESHOLD_MODES = ('global', 'per_class')
@@ -28,6 +27,41 @@ EVIDENCE_POOLINGS = ('mean', 'max')
 OBJECTIVES = ('auto', 'criteria', 'mean')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 EFFECTIVE_BATCHES = (16, 32, 64, 128)
+
+# %% ../nbs/01_config.ipynb #8a331119
+@dataclass(frozen=True)
+class LossSpec:
+    "How `make_loss` builds one loss: its BCE term, its focal term and the focal term's share."
+    bce: str|None = 'plain'        # BCE term: 'plain', 'weighted' (positive weight per class, pos_weight_scale) or None
+    focal: str|None = None         # focal term: 'plain', 'adaptive' (focusing parameter per class from its rarity) or None
+    focal_share: float|None = 0.0  # weight of the focal term (the BCE term gets the rest); None = the hybrid_weight knob
+
+    def __post_init__(self):
+        if self.bce not in (None, 'plain', 'weighted'): raise ValueError(f"bce must be None, 'plain' or 'weighted' (got {self.bce!r})")
+        if self.focal not in (None, 'plain', 'adaptive'): raise ValueError(f"focal must be None, 'plain' or 'adaptive' (got {self.focal!r})")
+        share = {(True, False): 0.0, (False, True): 1.0}.get((self.bce is not None, self.focal is not None))
+        if self.bce is None and self.focal is None: raise ValueError('a loss needs a BCE term, a focal term or both')
+        if share is not None and self.focal_share != share: raise ValueError(f'a loss with one term gives it all the weight: focal_share={share}')
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        "The `TrainConfig` fields this loss reads besides `label_smoothing`."
+        return ((('focal_gamma', 'focal_alpha') if self.focal else ()) + (('pos_weight_scale',) if self.bce == 'weighted' else ())
+                + (('hybrid_weight',) if self.focal_share is None else ()))
+
+LOSSES: dict[str, LossSpec] = {                     # name: how to build it (order = the search's choices)
+    'bce':                       LossSpec('plain'),
+    'weighted_bce':              LossSpec('weighted'),
+    'focal':                     LossSpec(None, 'plain', 1.0),
+    'adaptive_focal':            LossSpec(None, 'adaptive', 1.0),
+    'hybrid_bce_focal':          LossSpec('plain', 'plain', None),
+    'hybrid_weighted_bce_focal': LossSpec('weighted', 'plain', None),
+}
+
+def losses_reading(knob:str # a TrainConfig field, e.g. 'focal_gamma'
+                  ) -> tuple[str, ...]:
+    "Names of the losses in `LOSSES` that read `knob`, in table order."
+    return tuple(name for name, spec in LOSSES.items() if knob in spec.knobs)
 
 # %% ../nbs/01_config.ipynb #ef0e2ffc
 @dataclass
@@ -92,14 +126,10 @@ class TrainConfig:
         "Posts per optimiser step."
         return self.batch_size * self.grad_accum
 
-    @property
-    def effective_lr(self) -> float:
-        "Learning rate scaled linearly to a reference batch of 32."
-        return self.learning_rate * self.effective_batch / 32
-
-    def derived(self) -> dict:
-        "Values computed from the knobs, as reports show them."
-        return {'effective_batch_size': self.effective_batch, 'effective_learning_rate': self.effective_lr}
+    def derived(self, peak_lrs:dict|None=None # the optimiser's peak learning rate per parameter group (`trainer.peak_lrs`)
+               ) -> dict:
+        "What reports show beside the knobs: the effective batch, and the peak learning rates training used."
+        return {'effective_batch_size': self.effective_batch, 'peak_learning_rates': peak_lrs}
 
 # %% ../nbs/01_config.ipynb #f540d0f9
 _RANGES = {  # knob: (low, high, low inclusive, high inclusive)

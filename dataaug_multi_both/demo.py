@@ -12,7 +12,8 @@ from .data import ANNOTATIONS_FILE, POSTS_FILE, write_redsm5
 
 # %% auto #0
 __all__ = ['SLOTS', 'CRITERIA_TEXT', 'WRAPPERS', 'ELSEWHERE', 'ABSENT_ENDINGS', 'FILLERS', 'SPECIAL_TEXT', 'TARGET_RATES',
-           'NO_CRITERION_RATE', 'FORMAT_VERSION', 'generate_demo_corpus', 'demo_data_dir']
+           'NO_CRITERION_RATE', 'FORMAT_VERSION', 'DEMO_SOURCE', 'generate_demo_corpus', 'demo_data_dir', 'as_data_dir',
+           'data_source']
 
 # %% ../nbs/03_demo.ipynb #ca2bc9f2
 SLOTS = {
@@ -362,3 +363,17 @@ def demo_data_dir(n_posts:int=1000, # number of posts
         raise UserError(f'cannot write the demo corpus to {str(d)!r} ({e.strerror}): set DMB_CACHE_DIR to a writable directory') from None
     atomic_write_json(marker, {'format_version': FORMAT_VERSION, 'n_posts': n_posts, 'seed': seed})
     return d
+
+# %% ../nbs/03_demo.ipynb #f5d9b1e2
+DEMO_SOURCE = 'demo corpus'   # how reports and messages name the generated demo corpus
+
+def as_data_dir(value:str|Path|None # a data directory as given or stored; None, 'demo' or 'demo corpus' = the demo corpus
+               ) -> str|None:
+    "The data directory `value` names, or None for the generated demo corpus."
+    return None if value is None or str(value) in ('demo', DEMO_SOURCE) else str(value)
+
+def data_source(data_dir:str|Path|None # a data directory, or None for the demo corpus
+               ) -> str:
+    "How reports and messages name the data: its directory, or 'demo corpus'."
+    d = as_data_dir(data_dir)
+    return DEMO_SOURCE if d is None else d

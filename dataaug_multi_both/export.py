@@ -10,6 +10,7 @@ from typing import Callable
 
 from .core import SPECIAL_CASE, UserError, atomic_write_bytes, atomic_write_json, redact_url, set_offline, versions, writable_dir
 from .config import config_from_dict
+from .demo import as_data_dir, data_source
 from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
@@ -88,7 +89,7 @@ def trial_setup(trial, # the best trial (`FrozenTrial`)
         cfg_from = 'trial params on the Stage 2 defaults'
         notes.append('the trial has no recorded configuration: its params were mapped onto the Stage 2 defaults')
     names = rec.get('label_names') or (report.get('data') or {}).get('label_names') or ckpt.get('label_names') or list(attrs.get('thresholds') or {})
-    return {'config': cfg, 'backbone': bb, 'data_dir': None if dd in (None, 'demo', 'demo corpus') else str(dd),
+    return {'config': cfg, 'backbone': bb, 'data_dir': as_data_dir(dd),
             'split_seed': int(ss), 'include_special_case': SPECIAL_CASE in names, 'search_data': report.get('data'),
             'sources': {'config': cfg_from, 'backbone': bb_from, 'data_dir': dd_from, 'split_seed': ss_from}, 'notes': notes}
 
@@ -199,7 +200,7 @@ def export_best(storage_url:str, # the search's Optuna storage URL
     bb = resolve_backbone(setup['backbone'])
     splits = load_splits(setup['data_dir'], setup['split_seed'], setup['include_special_case'])
     notes = list(setup['notes'])
-    data = {'source': setup['data_dir'] or 'demo corpus', 'data_dir': setup['data_dir'], 'split_seed': setup['split_seed'],
+    data = {'source': data_source(setup['data_dir']), 'data_dir': setup['data_dir'], 'split_seed': setup['split_seed'],
             'n_train': len(splits.train), 'n_val': len(splits.val), 'n_test': len(splits.test)}
     sd = setup['search_data'] or {}
     if sd and (sd.get('n_val'), sd.get('n_test')) != (data['n_val'], data['n_test']):
@@ -215,7 +216,7 @@ def export_best(storage_url:str, # the search's Optuna storage URL
     rows, keep = [], None
     for s in range(base_seed, base_seed + seeds):
         rep, res = run_config(dataclasses.replace(cfg, seed=s), splits, bb, out/'seeds'/f'seed_{s}', device=device, progress=progress,
-                              extra={'study': study_name, 'trial': best.number, 'export_seed': s, 'data_dir': data['source'],
+                              extra={'study': study_name, 'trial': best.number, 'export_seed': s, 'data_dir': setup['data_dir'],
                                      'split_seed': setup['split_seed']})
         if rep.get('stopped'):
             rows.append({'seed': s, 'stopped': rep['stopped']}); say(f'seed {s}: stopped early ({rep["stopped"]})')
@@ -256,7 +257,8 @@ def export_best(storage_url:str, # the search's Optuna storage URL
                               'positive = the search score was optimistic',
         'exported': {'seed': rep['seed'], 'dir': 'model', 'transformers_dir': 'hf_model', 'chosen_by': 'highest cross-fitted validation macro-F1 (test never chooses)',
                      'val_macro_f1': rep['val_macro_f1'], 'test_macro_f1': rep['test_macro_f1'],
-                     'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode},
+                     'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode,
+                     'peak_learning_rates': rep['derived']['peak_learning_rates']},
         'task': rep['task'], 'objective': rep['objective'],
         'evidence': {k: seed_stats([r[k] for r in done]) for k in ('test_evidence_macro_f1', 'test_evidence_recall_at_1', 'test_evidence_recall_at_3')
                      if all(k in r for r in done)},

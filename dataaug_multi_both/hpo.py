@@ -318,7 +318,9 @@ class Objective:
         TrialRecord(config=dataclasses.asdict(cfg), params=params, backbone=self.job.backbone, data_dir=self.job.data_dir,
                     split_seed=self.job.split_seed, label_names=self.splits.train.label_names, stage=self.job.stage,
                     worker=self.worker, sampler_seed=self.seed, adjustments=adjustments).save(trial)
+        peak: dict = {}                                               # the optimiser's peak rates, for a pruned trial's report
         def report(point, score):
+            peak.update(point.peak_lrs)
             trial.report(score, point.index)
             if trial.should_prune():
                 trial.set_user_attr('pruned_at', {'index': point.index, 'epoch': point.epoch, 'score': score})
@@ -332,7 +334,7 @@ class Objective:
                                   max_batch=self.job.max_batch, predict_test=False)
         except optuna.TrialPruned:                                    # a short report: how far it got and why it stopped
             atomic_write_json(out/'evaluation_report.json', {**extra, 'pruned_at': trial.user_attrs.get('pruned_at'),
-                                                             'hyperparameters': dataclasses.asdict(cfg), 'derived': cfg.derived()})
+                                                             'hyperparameters': dataclasses.asdict(cfg), 'derived': cfg.derived(peak or None)})
             raise
         except Exception as e:
             if 'out of memory' not in str(e).lower(): raise

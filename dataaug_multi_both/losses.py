@@ -54,7 +54,7 @@ class MultiLabelLoss(nn.Module):
     "The loss `make_loss` configures: a mix of (weighted) BCE and (adaptive) focal terms on smoothed targets."
     pos_weight: torch.Tensor|None; class_weight: torch.Tensor|None; gamma: torch.Tensor  # buffers
     def __init__(self,
-                 loss_type:str, # one of LOSSES
+                 loss_type:str, # a name in LOSSES (shown in the repr)
                  pos_weight:torch.Tensor|None=None, # [L] positive weights of the BCE term (None = unweighted)
                  gamma:float|torch.Tensor=2.0, # focal focusing parameter, a number or one per class [L]
                  class_weight:torch.Tensor|None=None, # [L] multiplies the focal term per class (adaptive focal)
@@ -90,7 +90,7 @@ class MultiLabelLoss(nn.Module):
         return f'{self.loss_type}, focal_share={self.focal_share}, alpha={self.alpha}, label_smoothing={self.label_smoothing}'
 
 # %% ../nbs/07_losses.ipynb #32803997
-def make_loss(cfg:TrainConfig, # reads loss_type, pos_weight_scale, focal_alpha, focal_gamma, hybrid_weight, label_smoothing
+def make_loss(cfg:TrainConfig, # reads loss_type, label_smoothing and the knobs its `LOSSES` entry names
               label_counts:np.ndarray, # positives per class in the training split, shape [L]
               n_posts:int # posts in the training split
              ) -> MultiLabelLoss:
@@ -100,11 +100,12 @@ def make_loss(cfg:TrainConfig, # reads loss_type, pos_weight_scale, focal_alpha,
         raise ValueError(f'label_counts must be one count per class between 0 and n_posts={n_posts} (got {counts!r})')
     t = cfg.loss_type
     if t not in LOSSES: raise ValueError(f'unknown loss_type {t!r}: choose one of {", ".join(LOSSES)}')
-    pw = pos_weights(counts, n_posts, cfg.pos_weight_scale) if t in ('weighted_bce', 'hybrid_weighted_bce_focal') else None
+    spec = LOSSES[t]                                                   # the loss table says which terms, and their mix
+    pw = pos_weights(counts, n_posts, cfg.pos_weight_scale) if spec.bce == 'weighted' else None
     gamma: float|torch.Tensor = cfg.focal_gamma
     cw: torch.Tensor|None = None
-    if t == 'adaptive_focal':
+    if spec.focal == 'adaptive':
         gammas = adaptive_gammas(counts, n_posts, cfg.focal_gamma)
         gamma, cw = gammas, (gammas / cfg.focal_gamma if cfg.focal_gamma > 0 else None)
-    share = {'bce': 0.0, 'weighted_bce': 0.0, 'focal': 1.0, 'adaptive_focal': 1.0}.get(t, cfg.hybrid_weight)
+    share = cfg.hybrid_weight if spec.focal_share is None else spec.focal_share
     return MultiLabelLoss(t, pw, gamma, cw, cfg.focal_alpha, share, cfg.label_smoothing)

@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 
 from .core import UserError, atomic_write_bytes, atomic_write_json, redact_url, versions, writable_dir
+from .demo import as_data_dir, data_source
 from .storage import open_storage
 from .narrow import load_report, ranked_trials
 from . import plots
@@ -55,20 +56,20 @@ def tfidf_floor(eval_report:dict|None # the best trial's evaluation report (name
                ) -> dict:
     "The TF-IDF baseline's metrics on the splits the trial used, or {'skipped': reason}."
     if not eval_report: return {'skipped': "no evaluation_report.json for the best trial, so its data and split are unknown"}
-    data_dir, seed = eval_report.get('data_dir'), eval_report.get('split_seed')
-    if data_dir is None or seed is None: return {'skipped': 'the best trial\'s evaluation report does not name its data_dir and split_seed'}
+    data_dir, seed = eval_report.get('data_dir'), eval_report.get('split_seed')   # data_dir None: the demo corpus
+    if 'data_dir' not in eval_report or seed is None: return {'skipped': 'the best trial\'s evaluation report does not name its data_dir and split_seed'}
     from dataaug_multi_both.baseline import tfidf_baseline
     from dataaug_multi_both.run import load_splits
     names = (eval_report.get('data') or {}).get('label_names') or []
-    try: sp = load_splits(None if data_dir == 'demo corpus' else data_dir, int(seed), include_special_case='SPECIAL_CASE' in names)
-    except (UserError, OSError) as e: return {'skipped': f'cannot load the data the search used ({data_dir}): {e}'}
+    try: sp = load_splits(as_data_dir(data_dir), int(seed), include_special_case='SPECIAL_CASE' in names)
+    except (UserError, OSError) as e: return {'skipped': f'cannot load the data the search used ({data_source(data_dir)}): {e}'}
     mode = eval_report.get('threshold_mode') or 'global'
     key = (id(sp), mode)  # load_splits keeps each split alive and returns the same object while the data is unchanged
     if key not in _FLOORS:
         _FLOORS[key] = tfidf_baseline(sp.train.texts, sp.train.labels, sp.val.texts, sp.val.labels, sp.test.texts, sp.test.labels,
                                       sp.train.label_names, threshold_mode=mode)
     r = _FLOORS[key]
-    out = {'data_dir': data_dir, 'split_seed': int(seed), **r, 'n_val': len(sp.val), 'n_test': len(sp.test)}
+    out = {'data_dir': data_source(data_dir), 'split_seed': int(seed), **r, 'n_val': len(sp.val), 'n_test': len(sp.test)}
     if eval_report.get('task') == 'both':                            # the sentence floor beside the evidence head
         from dataaug_multi_both.sentences import evidence_floor, sentence_labels
         if (key, 'evidence') not in _FLOORS:
@@ -98,7 +99,7 @@ def searched(storage_url:str, # the storage (every study in it is counted)
         ts = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
         stages[name] = {'n_trials': len(ts), **{k.lower(): n for k in STATES if (n := sum(t.state.name == k for t in ts))}}
     bb = ev.get('backbone') or (best.user_attrs.get('backbone') if best is not None else None) or ev.get('model')
-    return {'backbone': bb, 'data': ev.get('data_dir'), 'epochs': cfg.get('epochs'), 'data_fraction': cfg.get('data_fraction'),
+    return {'backbone': bb, 'data': data_source(ev['data_dir']) if 'data_dir' in ev else None, 'epochs': cfg.get('epochs'), 'data_fraction': cfg.get('data_fraction'),
             'max_seq_length': cfg.get('max_seq_length'), 'n_train_used': data.get('n_train'), 'n_val': data.get('n_val'),
             'n_test': data.get('n_test'), 'split_seed': ev.get('split_seed'), 'studies': stages}
 
@@ -314,6 +315,9 @@ def _html(s:dict, figs:list, js:str|None=None) -> str:
     if b:
         title = 'its whole configuration' if b.get('config') else 'its parameters (it recorded no full configuration)'
         parts += [f'<h2>Best trial {b["number"]}: {title}</h2>', _table(['knob', 'value'], sorted((b.get('config') or b['params']).items()))]
+        peaks = ((b.get('evaluation_report') or {}).get('derived') or {}).get('peak_learning_rates')
+        if peaks: parts += ['<h3>Its peak learning rate per parameter group (as the optimiser had them)</h3>',
+                            _table(['group', 'peak learning rate'], [[k, _num(v, '.3g')] for k, v in peaks.items()])]
     for title, fig, note in figs:
         parts += [f'<h2>{esc(title)}</h2>'] + ([f'<p class="note">{esc(note)}</p>'] if note else []) + [_fig_html(fig)]
     if 'test_macro_f1' in f:

@@ -120,7 +120,7 @@ def run_config(cfg:TrainConfig, # every knob of the run
                                            res.test_sentence_probs, cfg.threshold_mode), evidence_counts=res.evidence)
         report['objective_value'] = objective_value(objective, report['val_macro_f1'], report.get('val_evidence_macro_f1'))
     report.update(
-        hyperparameters=dataclasses.asdict(cfg), derived=cfg.derived(),
+        hyperparameters=dataclasses.asdict(cfg), derived=cfg.derived(res.peak_lrs),
         data={'n_train': res.n_train, 'n_val': len(splits.val), 'n_test': len(splits.test),
               'data_fraction': cfg.data_fraction, 'label_names': splits.train.label_names},
         epochs=cfg.epochs, seed=cfg.seed, history=res.history,

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Iterable, Iterator
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from .config import (AUG_METHODS, EVIDENCE_POOLINGS, LOSSES, OPTIMIZERS, POOLINGS, SCHEDULERS, TASKS,
-                                       TRUNCATION_SIDES, TrainConfig, config_from_dict)
+                                       TRUNCATION_SIDES, TrainConfig, config_from_dict, losses_reading)
 from .core import UserError
 
 # %% auto #0
@@ -249,9 +249,6 @@ def base_space(stage:int=1, # 1: the broad Stage 1 space; 2: adds `decision_thre
     tasks = tuple(tasks)
     for t in tasks:
         if t not in TASKS[1:]: raise UserError(f'unknown task {t!r} in the search space: choose from {", ".join(TASKS[1:])}')
-    focal = tuple(l for l in LOSSES if 'focal' in l)
-    weighted = tuple(l for l in LOSSES if 'weighted' in l)
-    hybrid = tuple(l for l in LOSSES if l.startswith('hybrid'))
     augmenting = tuple(m for m in AUG_METHODS if m != 'none')
     knobs = [
         FloatKnob('learning_rate', 5e-6, 3e-3, log=True),
@@ -273,11 +270,11 @@ def base_space(stage:int=1, # 1: the broad Stage 1 space; 2: adds `decision_thre
         FloatKnob('dropout', 0.0, 0.5),
         CatKnob('freeze_n_layers', (0, 1, 2, 3)),
         CatKnob('reinit_last_n_layers', (0, 1, 2)),
-        CatKnob('loss_type', LOSSES),
-        FloatKnob('focal_gamma', 1.0, 5.0, when=('loss_type', focal)),
-        FloatKnob('focal_alpha', 0.0, 0.5, when=('loss_type', focal)),
-        FloatKnob('pos_weight_scale', 0.5, 3.0, log=True, when=('loss_type', weighted)),
-        FloatKnob('hybrid_weight', 0.1, 0.9, when=('loss_type', hybrid)),
+        CatKnob('loss_type', tuple(LOSSES)),                                           # the loss table's names, and each
+        FloatKnob('focal_gamma', 1.0, 5.0, when=('loss_type', losses_reading('focal_gamma'))),  # loss knob only for the
+        FloatKnob('focal_alpha', 0.0, 0.5, when=('loss_type', losses_reading('focal_alpha'))),  # losses that read it
+        FloatKnob('pos_weight_scale', 0.5, 3.0, log=True, when=('loss_type', losses_reading('pos_weight_scale'))),
+        FloatKnob('hybrid_weight', 0.1, 0.9, when=('loss_type', losses_reading('hybrid_weight'))),
         FloatKnob('label_smoothing', 0.0, 0.2),
         CatKnob('max_seq_length', seqs),
         CatKnob('truncation_side', TRUNCATION_SIDES),

@@ -11,6 +11,8 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from transformers import (get_cosine_schedule_with_warmup, get_cosine_with_hard_restarts_schedule_with_warmup,
+                          get_linear_schedule_with_warmup)
 
 from .config import TrainConfig, validate
 from .data import Corpus, Splits
@@ -22,9 +24,10 @@ from .sentences import resolve_task, sentence_labels, token_sentences
 
 # %% auto #0
 __all__ = ['FROZEN_CACHE_POSTS', 'seed_everything', 'special_tokens', 'encode_texts', 'make_batches', 'collate', 'make_optimizer',
-           'make_scheduler', 'FrozenFeatures', 'frozen_features', 'predict_probs', 'EvidenceData', 'evidence_data',
-           'truncation_counts', 'collate_evidence', 'EvidenceLoss', 'make_evidence_loss', 'predict_both', 'EvalPoint',
-           'TrainResult', 'subsample', 'train']
+           'make_scheduler', 'peak_lrs', 'FrozenFeatures', 'frozen_features', 'forward_batch', 'predict_probs',
+           'EvidenceData', 'evidence_data', 'truncation_counts', 'collate_evidence', 'EvidenceLoss',
+           'make_evidence_loss', 'predict_both', 'predict_split', 'batch_loss', 'optimizer_step', 'subsample',
+           'epoch_plan', 'EvalPoint', 'TrainResult', 'train']
 
 # %% ../nbs/09_trainer.ipynb #707fcb21
 def seed_everything(seed:int # one seed for python, numpy and torch
@@ -33,14 +36,7 @@ def seed_everything(seed:int # one seed for python, numpy and torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
 
-# %% ../nbs/09_trainer.ipynb #e19a888c
-_TOKEN_CACHE: dict = {}
-
-def _texts_key(texts):
-    h = hashlib.sha1()
-    for t in texts: h.update(t.encode()); h.update(b'\0')
-    return h.hexdigest()
-
+# %% ../nbs/09_trainer.ipynb #e2f54034
 def special_tokens(tokenizer # a Hugging Face tokenizer
                   ) -> tuple[list[int], list[int]]:
     "The ids the tokenizer puts before and after a single text (e.g. [CLS] and [SEP])."
@@ -48,6 +44,14 @@ def special_tokens(tokenizer # a Hugging Face tokenizer
     full = tokenizer('hello', add_special_tokens=True)['input_ids']
     start = next(i for i in range(len(full) - len(body) + 1) if full[i:i + len(body)] == body)
     return full[:start], full[start + len(body):]
+
+# %% ../nbs/09_trainer.ipynb #e19a888c
+_TOKEN_CACHE: dict = {}
+
+def _texts_key(texts):
+    h = hashlib.sha1()
+    for t in texts: h.update(t.encode()); h.update(b'\0')
+    return h.hexdigest()
 
 def encode_texts(tokenizer, # a Hugging Face tokenizer
                  texts:list[str], # posts
@@ -79,6 +83,7 @@ def make_batches(lengths:list[int], # token count of every post
     if group_by_length and rng is not None: batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
+# %% ../nbs/09_trainer.ipynb #6b55654f
 def collate(ids:list[list[int]], # token ids of every post
             batch:np.ndarray, # the posts of this batch
             pad_id:int, # the tokenizer's padding id
@@ -93,34 +98,45 @@ def collate(ids:list[list[int]], # token ids of every post
         input_ids[r, :len(ids[i])] = torch.tensor(ids[i]); mask[r, :len(ids[i])] = 1
     return input_ids, mask
 
-# %% ../nbs/09_trainer.ipynb #6b55654f
+# %% ../nbs/09_trainer.ipynb #adabe29b
+def _group_names(model:DSMClassifier, n:int) -> list[str]:
+    "Names of the `n` groups `layer_groups(model)` returns, bottom to top."
+    fz = frozen_depth(model)                                          # 0: the embeddings train and come first
+    return (['embeddings'] if fz == 0 else []) + [f'layer_{fz + i}' for i in range(n - 1 - (fz == 0))] + ['head']
+
 def make_optimizer(cfg:TrainConfig, # learning rate, decay, optimiser and its knobs
                    model:DSMClassifier # a model `layer_groups` understands
                   ) -> torch.optim.Optimizer:
-    "The configured optimiser over parameter groups with layer-wise learning rates."
+    "The configured optimiser over named parameter groups with layer-wise learning rates."
     groups = layer_groups(model)                                      # bottom -> top, head last
+    names = _group_names(model, len(groups))
     param_groups = []
-    for depth, params in enumerate(reversed(groups)):                 # depth 0 = head
+    for depth, (name, params) in enumerate(zip(reversed(names), reversed(groups))):  # depth 0 = head
         lr = cfg.learning_rate * (cfg.head_lr_scale if depth == 0 else cfg.layerwise_lr_decay ** (depth - 1))
         decay = [p for p in params if p.ndim > 1]; no_decay = [p for p in params if p.ndim <= 1]
-        if decay: param_groups.append({'params': decay, 'lr': lr, 'weight_decay': cfg.weight_decay})
-        if no_decay: param_groups.append({'params': no_decay, 'lr': lr, 'weight_decay': 0.0})
+        if decay: param_groups.append({'params': decay, 'lr': lr, 'weight_decay': cfg.weight_decay, 'name': name})
+        if no_decay: param_groups.append({'params': no_decay, 'lr': lr, 'weight_decay': 0.0, 'name': name})
     if cfg.optimizer == 'sgd': return torch.optim.SGD(param_groups, lr=cfg.learning_rate, momentum=cfg.momentum)
     opt = torch.optim.AdamW if cfg.optimizer == 'adamw' else torch.optim.Adam
     return opt(param_groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
 
+# %% ../nbs/09_trainer.ipynb #0971601a
 def make_scheduler(cfg:TrainConfig, # scheduler type, warmup ratio and cycle length
                    optimizer:torch.optim.Optimizer, # the optimiser it drives
                    total_steps:int # optimiser steps in the whole run
-                  ):
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
     "A transformers learning-rate schedule with linear warmup."
-    from transformers import (get_cosine_schedule_with_warmup, get_cosine_with_hard_restarts_schedule_with_warmup,
-                              get_linear_schedule_with_warmup)
     warmup = int(round(cfg.warmup_ratio * total_steps))
     if cfg.lr_scheduler_type == 'cosine': return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
     if cfg.lr_scheduler_type == 'cosine_with_restarts':
         return get_cosine_with_hard_restarts_schedule_with_warmup(optimizer, warmup, total_steps, num_cycles=cfg.cycle_length)
     return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+# %% ../nbs/09_trainer.ipynb #5097399b
+def peak_lrs(optimizer:torch.optim.Optimizer # an optimiser from `make_optimizer` (with or without a schedule)
+            ) -> dict[str, float]:
+    "Each named parameter group's peak learning rate, as the optimiser holds it."
+    return {g['name']: float(g.get('initial_lr', g['lr'])) for g in optimizer.param_groups}
 
 # %% ../nbs/09_trainer.ipynb #a24ff687
 _FROZEN_CACHE: dict = {}
@@ -171,6 +187,24 @@ def frozen_features(model:DSMClassifier, # a model whose bottom is frozen (`froz
             for r, t in enumerate(chunk): store[t] = h[r, :len(t)].clone()
     return FrozenFeatures(start, [store[tuple(x)] for x in ids])
 
+# %% ../nbs/09_trainer.ipynb #fe3f0183
+def forward_batch(model:DSMClassifier, # the classifier
+                  x:torch.Tensor, # [B, T] token ids from `collate`
+                  m:torch.Tensor, # [B, T] attention mask
+                  device:str='cpu', # where the model lives
+                  precision:Precision|None=None, # autocast settings (None = fp32)
+                  frozen:FrozenFeatures|None=None, # cached output of the frozen bottom (None: run it)
+                  batch:np.ndarray|None=None, # the posts of this batch (to pick their cached states)
+                  sid:torch.Tensor|None=None, # [B, T] sentence index of each token (task both)
+                  n_sentences:int|None=None # S, sentences per post in the output (task both)
+                 ):
+    "The model's outputs on one batch: [B, L] logits, and with `sid` also sentence logits and their mask."
+    extra = () if sid is None else (sid.to(device), n_sentences)
+    with autocast(precision):
+        if frozen is None: return model(x.to(device), m.to(device), *extra)
+        assert batch is not None, 'the cached states are picked by the posts of the batch'
+        return classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start, *extra)  # top layers only
+
 # %% ../nbs/09_trainer.ipynb #f9e81752
 @torch.no_grad()
 def predict_probs(model:DSMClassifier, # a classifier returning logits
@@ -188,9 +222,7 @@ def predict_probs(model:DSMClassifier, # a classifier returning logits
     for b in range(0, len(ids), batch_size):
         batch = order[b:b + batch_size]
         x, m = collate(ids, batch, pad_id)
-        with autocast(precision):
-            if frozen is None: logits = model(x.to(device), m.to(device))
-            else: logits = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start)
+        logits = forward_batch(model, x, m, device, precision, frozen, batch)
         out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
     model.train(was_training)
     return out
@@ -219,6 +251,7 @@ def evidence_data(tokenizer, # the run's tokenizer
     ids, lost = token_sentences(tokenizer, texts, spans, cfg.max_seq_length, cfg.truncation_side)
     return EvidenceData(ids, labels, lost, spans)
 
+# %% ../nbs/09_trainer.ipynb #cb222f25
 def truncation_counts(ev:EvidenceData # a split's evidence data
                      ) -> dict:
     "Sentences and evidence sentences in the split, and how many of each truncation removed."
@@ -228,6 +261,7 @@ def truncation_counts(ev:EvidenceData # a split's evidence data
             'evidence_sentences_lost': int(sum((p & l).sum() for p, l in zip(pos, ev.lost))),
             'posts_losing_evidence': int(sum(bool((p & l).any()) for p, l in zip(pos, ev.lost)))}
 
+# %% ../nbs/09_trainer.ipynb #6421d2b0
 def collate_evidence(ev:EvidenceData, # a split's evidence data
                      batch:np.ndarray, # the posts of this batch
                      length:int # the padded token length of the batch
@@ -242,7 +276,7 @@ def collate_evidence(ev:EvidenceData, # a split's evidence data
         if len(ev.labels[i]): y[r, :len(ev.labels[i])] = torch.from_numpy(ev.labels[i])
     return sid, y
 
-# %% ../nbs/09_trainer.ipynb #cb222f25
+# %% ../nbs/09_trainer.ipynb #21b66b3b
 class EvidenceLoss(nn.Module):
     "Positive-weighted BCE over the sentences that have tokens."
     pos_weight: torch.Tensor
@@ -260,6 +294,7 @@ class EvidenceLoss(nn.Module):
         m = has.to(el.dtype).unsqueeze(-1)
         return (el * m).sum() / (m.sum() * el.shape[-1]).clamp(min=1)
 
+# %% ../nbs/09_trainer.ipynb #2ed48284
 def make_evidence_loss(ev:EvidenceData # the training split's evidence data
                       ) -> EvidenceLoss:
     "The evidence loss weighted by the training sentences' class balance (lost sentences excluded)."
@@ -287,9 +322,7 @@ def predict_both(model:DSMClassifier, # a classifier with an evidence head
         batch = order[b:b + batch_size]
         x, m = collate(ids, batch, pad_id)
         sid, y = collate_evidence(ev, batch, x.shape[1])
-        with autocast(precision):
-            if frozen is None: logits, slog, has = model(x.to(device), m.to(device), sid.to(device), y.shape[1])
-            else: logits, slog, has = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start, sid.to(device), y.shape[1])
+        logits, slog, has = forward_batch(model, x, m, device, precision, frozen, batch, sid, y.shape[1])
         out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
         sp = (torch.sigmoid(slog.float()) * has.unsqueeze(-1)).cpu().numpy()
         for r, i in enumerate(batch): sent[i] = sp[r, :len(ev.labels[i])]
@@ -297,6 +330,76 @@ def predict_both(model:DSMClassifier, # a classifier with an evidence head
     return out, sent
 
 # %% ../nbs/09_trainer.ipynb #467606c5
+def predict_split(model:DSMClassifier, # the classifier
+                  ids:list[list[int]], # token ids of the split's posts
+                  ev:EvidenceData|None, # their sentences (task both), or None (task criteria)
+                  pad_id:int, # padding id
+                  device:str='cpu', # where the model lives
+                  precision:Precision|None=None, # autocast settings (None = fp32)
+                  frozen:FrozenFeatures|None=None # cached output of the frozen bottom for these posts (None: run it)
+                 ) -> tuple[np.ndarray, list|None]:
+    "[N, L] post probabilities, and per-post sentence probabilities when `ev` is given (else None)."
+    if ev is None: return predict_probs(model, ids, pad_id, device, precision, frozen=frozen), None
+    return predict_both(model, ids, ev, pad_id, device, precision, frozen=frozen)
+
+# %% ../nbs/09_trainer.ipynb #3d00dcb5
+def batch_loss(model:DSMClassifier, # the model being trained
+               ids:list[list[int]], # token ids of the epoch's training posts
+               batch:np.ndarray, # the posts of this micro-batch
+               y:torch.Tensor, # [B, L] their post labels
+               pad_id:int, # padding id
+               loss_fn:nn.Module, # the post loss (`make_loss`)
+               device:str='cpu', # where the model lives
+               precision:Precision|None=None, # autocast settings (None = fp32)
+               multiple:int|None=8, # pad_to_multiple_of
+               frozen:FrozenFeatures|None=None, # cached output of the frozen bottom for these posts (None: run it)
+               ev:EvidenceData|None=None, # the epoch's sentences (task both), or None
+               ev_loss_fn:nn.Module|None=None, # the evidence loss (`make_evidence_loss`), with `ev`
+               ev_weight:float=1.0 # evidence_loss_weight
+              ) -> torch.Tensor:
+    "The scalar training loss of one micro-batch."
+    x, m = collate(ids, batch, pad_id, multiple)
+    if ev is None: return loss_fn(forward_batch(model, x, m, device, precision, frozen, batch).float(), y.to(device))
+    assert ev_loss_fn is not None
+    sid, ys = collate_evidence(ev, batch, x.shape[1])
+    logits, slog, has = forward_batch(model, x, m, device, precision, frozen, batch, sid, ys.shape[1])
+    return loss_fn(logits.float(), y.to(device)) + ev_weight * ev_loss_fn(slog, ys, has)
+
+# %% ../nbs/09_trainer.ipynb #b4dc5f16
+def optimizer_step(model:DSMClassifier, # the model being trained
+                   optimizer:torch.optim.Optimizer, # its optimiser
+                   scheduler:torch.optim.lr_scheduler.LambdaLR, # its learning-rate schedule
+                   scaler:torch.amp.GradScaler, # the fp16 loss scaler (a no-op otherwise)
+                   clip:float # gradient_clip_val; 0 = no clipping
+                  ):
+    "Clip, step the optimiser and the schedule, and clear the gradients."
+    if clip > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    scaler.step(optimizer); scaler.update()
+    scheduler.step(); optimizer.zero_grad(set_to_none=True)
+
+# %% ../nbs/09_trainer.ipynb #848a25ef
+def subsample(corpus:Corpus, # training posts
+              fraction:float, # share to keep, in (0, 1]
+              seed:int # the same seed keeps the same posts on every machine
+             ) -> Corpus:
+    "A seeded, machine-stable subset of the posts."
+    if fraction >= 1: return corpus
+    order = sorted(range(len(corpus)), key=lambda i: hashlib.sha256(f'sub{seed}:{corpus.posts[i].post_id}'.encode()).hexdigest())
+    return corpus.subset(sorted(order[:max(1, int(round(fraction * len(corpus))))]))
+
+# %% ../nbs/09_trainer.ipynb #db276f8e
+def epoch_plan(n_batches:int, # micro-batches in a whole epoch
+               share:float, # share of the epoch that runs, in (0, 1]
+               evals_per_epoch:int # validation passes in a whole epoch
+              ) -> tuple[int, set[int]]:
+    "The number of micro-batches that run, and the indices after which validation runs."
+    n = max(1, math.ceil(share * n_batches))
+    n_evals = max(1, round(evals_per_epoch * share))
+    return n, {math.ceil((k + 1) * n / n_evals) - 1 for k in range(n_evals)}
+
+# %% ../nbs/09_trainer.ipynb #462b1c76
 @dataclass
 class EvalPoint:
     "One validation pass during training."
@@ -306,6 +409,7 @@ class EvalPoint:
     val_probs: np.ndarray        # [N_val, L] probabilities
     train_loss: float            # mean training loss since the previous pass
     val_sentence_probs: list|None = None # task both: per validation post [S, L] sentence probabilities
+    peak_lrs: dict = field(default_factory=dict) # the run's peak learning rate per parameter group (`peak_lrs`)
 
 @dataclass
 class TrainResult:
@@ -329,17 +433,9 @@ class TrainResult:
     val_sentence_probs: list|None = None         # task both: per validation post [S, L]
     test_sentence_probs: list|None = None        # task both: per test post [S, L]
     evidence: dict = field(default_factory=dict) # task both: sentence mapping and truncation counts per split
+    peak_lrs: dict = field(default_factory=dict) # peak learning rate per parameter group: head, layer_<i>, embeddings
 
-def subsample(corpus:Corpus, # training posts
-              fraction:float, # share to keep, in (0, 1]
-              seed:int # the same seed keeps the same posts on every machine
-             ) -> Corpus:
-    "A seeded, machine-stable subset of the posts."
-    if fraction >= 1: return corpus
-    order = sorted(range(len(corpus)), key=lambda i: hashlib.sha256(f'sub{seed}:{corpus.posts[i].post_id}'.encode()).hexdigest())
-    return corpus.subset(sorted(order[:max(1, int(round(fraction * len(corpus))))]))
-
-# %% ../nbs/09_trainer.ipynb #624adb52
+# %% ../nbs/09_trainer.ipynb #665ca4d6
 def train(cfg:TrainConfig, # every knob of the run
           splits:Splits, # train / validation / test posts
           backbone:str='minilm', # 'minilm', 'tiny', a local directory or a cached model id
@@ -388,7 +484,7 @@ def train(cfg:TrainConfig, # every knob of the run
     rng = np.random.default_rng(cfg.seed)
 
     res = TrainResult(model, tokenizer, None, None, precision=precision.name, precision_reason=precision.reason,
-                      device=device, n_train=len(train_set), task=task)
+                      device=device, n_train=len(train_set), task=task, peak_lrs=peak_lrs(optimizer))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -406,27 +502,14 @@ def train(cfg:TrainConfig, # every knob of the run
             res.frozen_seconds += time.perf_counter() - t_frozen
             train_ev = evidence_data(tokenizer, train_set, cfg, texts) if task == 'both' else None
             batches = make_batches([len(x) for x in train_ids], batch_size, rng, cfg.group_by_length)
-            # the last epoch may be partial (epochs=2.5); evaluation points are spread evenly over what runs
-            share = min(1.0, cfg.epochs - epoch)
-            batches = batches[:max(1, math.ceil(share * len(batches)))]
-            n_evals = max(1, round(cfg.evals_per_epoch * share))
-            eval_at = {math.ceil((k + 1) * len(batches) / n_evals) - 1 for k in range(n_evals)}
+            share = min(1.0, cfg.epochs - epoch)                      # the last epoch may be partial
+            n_run, eval_at = epoch_plan(len(batches), share, cfg.evals_per_epoch)
+            batches = batches[:n_run]
             for i, batch in enumerate(batches):
                 t0 = time.perf_counter()
                 window = min(grad_accum, len(batches) - (i // grad_accum) * grad_accum)  # posts' share of this step
-                x, m = collate(train_ids, batch, pad_id, cfg.pad_to_multiple_of)
-                if train_ev is None:
-                    with autocast(precision):
-                        if frozen is None: logits = model(x.to(device), m.to(device))
-                        else: logits = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start)  # top layers only
-                    loss = loss_fn(logits.float(), y_train[batch].to(device))
-                else:                                                 # both heads from one encoder pass
-                    sid, ys = collate_evidence(train_ev, batch, x.shape[1])
-                    assert ev_loss_fn is not None
-                    with autocast(precision):
-                        if frozen is None: logits, slog, has = model(x.to(device), m.to(device), sid.to(device), ys.shape[1])
-                        else: logits, slog, has = classify_from(model, frozen.collate(batch, x.shape[1]), m.to(device), frozen.start, sid.to(device), ys.shape[1])
-                    loss = loss_fn(logits.float(), y_train[batch].to(device)) + cfg.evidence_loss_weight * ev_loss_fn(slog, ys, has)
+                loss = batch_loss(model, train_ids, batch, y_train[batch], pad_id, loss_fn, device, precision,
+                                  cfg.pad_to_multiple_of, frozen, train_ev, ev_loss_fn, cfg.evidence_loss_weight)
                 if not torch.isfinite(loss):
                     res.stopped = (f'non-finite loss ({loss.item()}) at epoch {epoch + i / len(batches):.2f}: '
                                    'lower the learning rate or turn on gradient clipping')
@@ -434,22 +517,16 @@ def train(cfg:TrainConfig, # every knob of the run
                 scaler.scale(loss / window).backward()
                 loss_sum += loss.item(); loss_n += 1; res.samples_seen += len(batch)
                 if (i + 1) % grad_accum == 0 or i + 1 == len(batches):
-                    if cfg.gradient_clip_val > 0:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.gradient_clip_val)
-                    scaler.step(optimizer); scaler.update()
-                    scheduler.step(); optimizer.zero_grad(set_to_none=True)
+                    optimizer_step(model, optimizer, scheduler, scaler, cfg.gradient_clip_val)
                     step += 1
                     if bar: bar.update(1); bar.set_postfix(loss=f'{loss_sum / max(loss_n, 1):.4f}')
                 res.train_seconds += time.perf_counter() - t0
-                if i in eval_at:
+                if i in eval_at:                                      # a validation pass
                     t1 = time.perf_counter()
                     eval_index += 1
-                    if val_ev is None: probs, sprobs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val), None
-                    else: probs, sprobs = predict_both(model, val_ids, val_ev, pad_id, device, precision, frozen=frozen_val)
-                    res.val_probs, res.val_sentence_probs = probs, sprobs
-                    point = EvalPoint(eval_index, round(epoch + (i + 1) / len(batches) * share, 4), step, probs,
-                                      loss_sum / max(loss_n, 1), sprobs)
+                    res.val_probs, res.val_sentence_probs = predict_split(model, val_ids, val_ev, pad_id, device, precision, frozen_val)
+                    point = EvalPoint(eval_index, round(epoch + (i + 1) / len(batches) * share, 4), step, res.val_probs,
+                                      loss_sum / max(loss_n, 1), res.val_sentence_probs, res.peak_lrs)
                     loss_sum, loss_n = 0.0, 0
                     res.eval_seconds += time.perf_counter() - t1
                     score = on_eval(point) if on_eval else None
@@ -460,17 +537,14 @@ def train(cfg:TrainConfig, # every knob of the run
         if bar: bar.close()
     res.steps = step
     if res.stopped is None and res.val_probs is None:
-        if val_ev is None: res.val_probs = predict_probs(model, val_ids, pad_id, device, precision, frozen=frozen_val)
-        else: res.val_probs, res.val_sentence_probs = predict_both(model, val_ids, val_ev, pad_id, device, precision, frozen=frozen_val)
+        res.val_probs, res.val_sentence_probs = predict_split(model, val_ids, val_ev, pad_id, device, precision, frozen_val)
     if predict_test and res.stopped is None:
         test_ids = encode_texts(tokenizer, splits.test.texts, cfg.max_seq_length, cfg.truncation_side)
         t_frozen = time.perf_counter()
         frozen_test = frozen_features(model, test_ids, pad_id, key, device) if cache else None
         res.frozen_seconds += time.perf_counter() - t_frozen
-        if val_ev is None: res.test_probs = predict_probs(model, test_ids, pad_id, device, precision, frozen=frozen_test)
-        else:
-            test_ev = evidence_data(tokenizer, splits.test, cfg)
-            res.test_probs, res.test_sentence_probs = predict_both(model, test_ids, test_ev, pad_id, device, precision, frozen=frozen_test)
+        test_ev = evidence_data(tokenizer, splits.test, cfg) if task == 'both' else None
+        res.test_probs, res.test_sentence_probs = predict_split(model, test_ids, test_ev, pad_id, device, precision, frozen_test)
     if task == 'both':
         res.evidence = {name: {**sentence_labels(part).counts, **truncation_counts(evidence_data(tokenizer, part, cfg))}
                         for name, part in (('train', train_set), ('val', splits.val), ('test', splits.test))}

@@ -34,6 +34,8 @@ def test_stage1_then_stage2_then_report(tmp_path, demo_dir):
         assert abs(t.value - (rep["val_macro_f1"] + rep["val_evidence_macro_f1"]) / 2) < 1e-9
         assert t.user_attrs["val_evidence_macro_f1"] == rep["val_evidence_macro_f1"]
         assert rep["derived"]["effective_batch_size"] in (16, 32, 64, 128)
+        hp, peaks = rep["hyperparameters"], rep["derived"]["peak_learning_rates"]  # the rates the optimiser had, per group
+        assert abs(peaks["head"] - hp["learning_rate"] * hp["head_lr_scale"]) < 1e-12 and "effective_learning_rate" not in rep["derived"]
     assert st1.user_attrs["objective"] == "mean" and st2.user_attrs["objective"] == "mean"
     assert len(list((tmp_path / "exp" / "stage1_broad").glob("trial_*/checkpoint"))) == 1
 

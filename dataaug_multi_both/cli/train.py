@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..core import Parser, UserError, cli_entry, set_offline, writable_dir
 from ..config import TrainConfig, config_from_dict, load_config_file
+from ..demo import as_data_dir, data_source
 
 # %% auto #0
 __all__ = ['add_config_flags', 'config_from_args', 'parser', 'main']
@@ -85,10 +86,10 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     splits = load_splits(args.data_dir, args.split_seed, args.include_special_case)
     writable_dir(out)                                    # created only once the input has been checked
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    print(f'training {args.model} on {len(splits.train)} posts (val {len(splits.val)}, test {len(splits.test)}), '
+    print(f'training {args.model} on {len(splits.train)} posts of {data_source(args.data_dir)} (val {len(splits.val)}, test {len(splits.test)}), '
           f'{cfg.epochs} epochs, seed {cfg.seed}', file=sys.stderr)
     report, _ = run_config(cfg, splits, backbone, out, device=args.device, progress=progress,
-                           extra={'data_dir': str(args.data_dir or 'demo corpus'), 'model': args.model, 'split_seed': args.split_seed})
+                           extra={'data_dir': as_data_dir(args.data_dir), 'model': args.model, 'split_seed': args.split_seed})
     if report.get('stopped'): print(f'stopped early: {report["stopped"]}', file=sys.stderr)
     else: print(f'val macro-F1 {report["val_macro_f1"]:.4f} (cross-fitted)  test macro-F1 {report["test_macro_f1"]:.4f}  '
                 f'precision {report["precision"]}  {report["durations"]["total_seconds"]:.0f}s')
