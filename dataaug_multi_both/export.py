@@ -256,7 +256,8 @@ def export_best(storage_url:str, # the search's Optuna storage URL
                               'positive = the search score was optimistic',
         'exported': {'seed': rep['seed'], 'dir': 'model', 'transformers_dir': 'hf_model', 'chosen_by': 'highest cross-fitted validation macro-F1 (test never chooses)',
                      'val_macro_f1': rep['val_macro_f1'], 'test_macro_f1': rep['test_macro_f1'],
-                     'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode},
+                     'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode,
+                     **{k: rep[k] for k in ('evidence_thresholds', *EVIDENCE_ATTRS) if k in rep}},
         'task': rep['task'], 'objective': rep['objective'],
         'evidence': {k: seed_stats([r[k] for r in done]) for k in ('test_evidence_macro_f1', 'test_evidence_recall_at_1', 'test_evidence_recall_at_3')
                      if all(k in r for r in done)},

@@ -145,6 +145,39 @@ def test_predictions_reproduce_the_exported_test_score(search, exported):
     assert classification_metrics(test.labels, pred, NAMES)['macro_f1'] == pytest.approx(exported.summary['exported']['test_macro_f1'])
 
 
+def test_exported_test_figures_reproduce_through_predict(search, exported, tmp_path):
+    "The export's test macro-F1 (post level) and evidence macro-F1 (sentence level), recomputed by scikit-learn from predict's output."
+    from sklearn.metrics import f1_score
+
+    from dataaug_multi_both.sentences import sentence_labels
+
+    s = exported.summary
+    assert s['task'] == 'both'
+    test = load_splits(search.data).test
+    (tmp_path / 'test.jsonl').write_text(''.join(json.dumps({'post_id': i, 'text': t}) + '\n' for i, t in zip(test.post_ids, test.texts)))
+    r = subprocess.run([sys.executable, '-m', 'dataaug_multi_both.cli.predict', '--export-dir', str(exported.dir), '--device', 'cpu',
+                        '--input', str(tmp_path / 'test.jsonl'), '--output', str(tmp_path / 'pred.jsonl')],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    head, *rows = [json.loads(line) for line in (tmp_path / 'pred.jsonl').read_text().splitlines()]
+    assert head == {'disclaimer': HEADER} and [x['post_id'] for x in rows] == test.post_ids
+    post = np.array([[int(n in x['flagged']) for n in NAMES] for x in rows])
+    got = f1_score(test.labels, post, average='macro', zero_division=0)
+    assert abs(got - s['exported']['test_macro_f1']) < 1e-6, (got, s['exported']['test_macro_f1'])
+    gold = sentence_labels(test)                                      # the annotated sentences, as the run scored them
+    y, yhat = np.concatenate(gold.labels).astype(int), []
+    for x, spans in zip(rows, gold.spans):
+        d = np.zeros((len(spans), len(NAMES)), int)
+        for e in x['evidence_sentences']:
+            d[spans.index((e['start'], e['end'])), [NAMES.index(c) for c in e['criteria']]] = 1
+        yhat.append(d)
+    got = f1_score(y, np.concatenate(yhat), average='macro', zero_division=0)
+    assert np.concatenate(yhat).any() and y.any()                  # not a trivial all-negative match
+    assert abs(got - s['exported']['test_evidence_macro_f1']) < 1e-6, (got, s['exported']['test_evidence_macro_f1'])
+    seed = next(x for x in s['per_seed'] if x['seed'] == s['exported']['seed'])
+    assert (seed['test_macro_f1'], seed['test_evidence_macro_f1']) == (s['exported']['test_macro_f1'], s['exported']['test_evidence_macro_f1'])
+
+
 def _check_rows(rows, thr):
     assert rows
     for r in rows:
