@@ -131,6 +131,41 @@ def test_hf_export_runs_in_plain_transformers_with_predicts_probabilities(search
     assert flagged == [r['flagged'] for r in rows]
 
 
+EVIDENCE = """
+import json, sys, torch
+from transformers import AutoModel, AutoTokenizer
+d = sys.argv[1]
+model = AutoModel.from_pretrained(d, trust_remote_code=True).eval()
+tok = AutoTokenizer.from_pretrained(d, trust_remote_code=True)
+enc, spans = model.sentence_inputs(tok, json.loads(sys.stdin.read()))
+with torch.no_grad():
+    out = model(**enc, n_sentences=max(map(len, spans)))
+sp = torch.sigmoid(out.sentence_logits) * out.sentence_mask[..., None]
+print(json.dumps({'post': torch.sigmoid(out.logits).tolist(), 'sent': [sp[b, :len(s)].tolist() for b, s in enumerate(spans)],
+                  'spans': spans, 'imported': 'dataaug_multi_both' in sys.modules}))
+"""
+
+
+def test_hf_export_carries_the_evidence_head(search, exported, tmp_path):
+    "AutoModel on hf_model/ with sentence ids: post and sentence probabilities equal the native model's (predict's one pass)."
+    from dataaug_multi_both.predict import score_texts
+
+    posts = list(load_splits(search.data).test.texts[:12]) + ['Fine day. ' + 'I cannot sleep at all. ' * 20]   # the last one is truncated
+    env = {'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'HOME': str(tmp_path), 'PATH': '/usr/bin:/bin'}
+    r = subprocess.run([sys.executable, '-c', EVIDENCE, str(exported.dir / 'hf_model')], input=json.dumps(posts), capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got['imported'] is False
+    ours = score_texts(load_predictor(exported.dir, 'cpu'), posts)
+    assert [[tuple(x) for x in s] for s in got['spans']] == ours.spans
+    assert np.abs(np.array(got['post']) - ours.probs).max() < 1e-5
+    for theirs, mine in zip(got['sent'], ours.sentence_probs):
+        assert np.abs(np.array(theirs).reshape(mine.shape) - mine).max() < 1e-5
+    assert ours.lost[-1].any() and not np.array(got['sent'][-1])[ours.lost[-1]].any()   # truncated sentences: 0 on both sides
+    assert 'sentence_logits' in (exported.dir / 'README.md').read_text()
+
+
 def test_export_readme_uses_relative_paths(exported):
     text = (exported.dir / 'README.md').read_text()
     assert str(exported.dir) not in text and '/tmp' not in text
