@@ -41,7 +41,8 @@ class Predictor:
     evidence_thresholds: np.ndarray|None = None # [L] sentence decision thresholds (task both exports)
 
 def load_predictor(export_dir:str|Path, # an export directory (holding model/) or the model directory itself
-                   device:str|None=None # 'cpu' or 'cuda' (default: cuda when available)
+                   device:str|None=None, # 'cpu' or 'cuda' (default: cuda when available)
+                   checkpoint_ok:bool=False # also accept a search checkpoint (the report shows its best trial's evidence)
                   ) -> Predictor:
     "The exported classifier, its thresholds and its input settings; `UserError` naming any missing file."
     from dataaug_multi_both.config import TrainConfig, config_from_dict
@@ -58,7 +59,7 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
     if not (mdir/'classifier.json').is_file():
         raise UserError(f'{str(p/"model"/"classifier.json")!r} is missing: {str(p)!r} is not an export directory; pass the directory the export command wrote')
     model, tok, meta = load_classifier(mdir)
-    if 'seed' not in meta or 'disclaimer' not in meta:
+    if ('seed' not in meta or 'disclaimer' not in meta) and not (checkpoint_ok and 'trial' in meta):
         what = f"a search checkpoint (study {meta['study']!r} trial {meta['trial']})" if 'trial' in meta else 'not an export'
         raise UserError(f'{str(p)!r} is {what}: its thresholds were tuned on the search\'s validation split and never re-checked; '
                         'run the export command and pass --export-dir the directory it writes')
@@ -198,7 +199,7 @@ def predict_posts(predictor:Predictor, # from `load_predictor`
     if sc.sentence_probs is not None:                                # a task=both model: the sentences behind each flag
         for row, ev in zip(rows, _evidence(p, [t for _, t in posts], sc, [r['flagged'] for r in rows], k)): row['evidence'] = ev
         if p.evidence_thresholds is not None:
-            for row, sp, pr, lo in zip(rows, sc.spans, sc.sentence_probs, sc.lost):
+            for row, sp, pr, lo in zip(rows, sc.spans or [], sc.sentence_probs, sc.lost or []):
                 d = apply_thresholds(pr, p.evidence_thresholds).astype(bool) & ~lo[:, None]
                 row['evidence_sentences'] = [{'start': int(sp[i][0]), 'end': int(sp[i][1]),
                                               'criteria': [n for n, b in zip(p.label_names, d[i].tolist()) if b]} for i in np.flatnonzero(d.any(1))]
