@@ -153,7 +153,12 @@ flagged = [d['label'] for d in scores if d['score'] >= thresholds[d['label']]]
 
 `AutoModelForSequenceClassification.from_pretrained('hf_model', trust_remote_code=True)` gives the model itself
 (`logits`: one per criterion, in `config.id2label` order; apply a sigmoid). Pass `truncation=True` so long posts are
-cut to {cfg['max_seq_length']} tokens from the {cfg['truncation_side']}, as in training. `model/` holds the package's
+cut to {cfg['max_seq_length']} tokens from the {cfg['truncation_side']}, as in training.{'''
+
+The evidence head travels too: `AutoModel.from_pretrained('hf_model', trust_remote_code=True)` gives the same model, and
+`enc, spans = model.sentence_inputs(tokenizer, texts)` then `model(**enc)` adds `sentence_logits` ([posts, sentences,
+criteria]; sentence `i` of post `b` is `text[spans[b][i][0]:spans[b][i][1]]`) and `sentence_mask` (sentences that kept
+tokens after truncation). Load the tokenizer with `AutoTokenizer.from_pretrained('hf_model', trust_remote_code=True)`.''' if s.get('task') == 'both' else ''} `model/` holds the package's
 own format (`encoder/`, `head.safetensors`, `classifier.json`), which `load_predictor` reads.
 
 {''.join(f'- {n}' + chr(10) for n in s['notes']) and '## Notes' + chr(10) + chr(10) + ''.join(f'- {n}' + chr(10) for n in s['notes']) + chr(10)}## Limits
@@ -258,7 +263,8 @@ def export_best(storage_url:str, # the search's Optuna storage URL
         'exported': {'seed': rep['seed'], 'dir': 'model', 'transformers_dir': 'hf_model', 'chosen_by': 'highest cross-fitted validation macro-F1 (test never chooses)',
                      'val_macro_f1': rep['val_macro_f1'], 'test_macro_f1': rep['test_macro_f1'],
                      'thresholds': rep['thresholds'], 'threshold_mode': cfg.threshold_mode,
-                     'peak_learning_rates': rep['derived']['peak_learning_rates']},
+                     'peak_learning_rates': rep['derived']['peak_learning_rates'],
+                     **{k: rep[k] for k in ('evidence_thresholds', *EVIDENCE_ATTRS) if k in rep}},
         'task': rep['task'], 'objective': rep['objective'],
         'evidence': {k: seed_stats([r[k] for r in done]) for k in ('test_evidence_macro_f1', 'test_evidence_recall_at_1', 'test_evidence_recall_at_3')
                      if all(k in r for r in done)},

@@ -4,7 +4,7 @@
 
 # %% ../nbs/18a_hf.ipynb #516dba75
 from __future__ import annotations
-import ast, builtins, copy, importlib.util, inspect, sys, textwrap, types, uuid
+import ast, bisect, builtins, copy, importlib.util, inspect, re, sys, textwrap, types, uuid
 from pathlib import Path
 
 import torch
@@ -13,6 +13,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .core import UserError, atomic_write_bytes, set_offline
 from .model import DSMClassifier
+from .sentences import split_sentences
 
 # %% auto #0
 __all__ = ['CODE_FILE', 'DSMConfig', 'DSMForSequenceClassification', 'remote_code', 'save_for_transformers']
@@ -56,16 +57,34 @@ class DSMForSequenceClassification(PreTrainedModel):
     def _init_weights(self, module):
         "Nothing to initialise: every weight comes from the saved checkpoint."
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, labels=None, sentence_ids=None, n_sentences=None, **kwargs):
         if attention_mask is None: attention_mask = torch.ones_like(input_ids)
-        out, extra = self.dsm(input_ids, attention_mask), {}
-        if isinstance(out, dict): logits, extra = out['logits'], {k: v for k, v in out.items() if k != 'logits'}
-        elif isinstance(out, (tuple, list)): logits, extra = out[0], {f'output_{i}': v for i, v in enumerate(out[1:], 1)}
-        else: logits = getattr(out, 'logits', out)
+        if sentence_ids is None: out, extra = self.dsm(input_ids, attention_mask), {}
+        else:
+            if self.dsm.evidence_head is None: raise ValueError('this model has no evidence head (it was trained with task criteria): call it without sentence_ids')
+            logits, slog, has = self.dsm(input_ids, attention_mask, sentence_ids, n_sentences)
+            out, extra = logits, {'sentence_logits': slog, 'sentence_mask': has}
+        logits = getattr(out, 'logits', out)
         loss = None if labels is None else torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
         res = SequenceClassifierOutput(loss=loss, logits=logits)
         for k, v in extra.items(): res[k] = v
         return res
+
+    def sentence_inputs(self, tokenizer, texts:list, max_length:int|None=None):
+        "Padded `input_ids`, `attention_mask` and `sentence_ids` tensors for `texts`, and each text's sentence spans (start, end)."
+        spans = [split_sentences(t) for t in texts]
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length or self.config.max_seq_length, padding=True,
+                        return_offsets_mapping=True, return_special_tokens_mask=True, return_token_type_ids=False, return_tensors='pt')
+        offsets, special = enc.pop('offset_mapping').tolist(), enc.pop('special_tokens_mask').tolist()
+        sid = torch.full_like(enc['input_ids'], -1)
+        for b, sp in enumerate(spans):
+            starts = [a for a, _ in sp]
+            for j, (a, _) in enumerate(offsets[b]):
+                if special[b][j] or not enc['attention_mask'][b, j]: continue
+                i = bisect.bisect_right(starts, a) - 1
+                if i >= 0 and a < sp[i][1]: sid[b, j] = i
+        enc['sentence_ids'] = sid
+        return enc, spans
 
 # %% ../nbs/18a_hf.ipynb #8e6c7bb4
 _PKG = 'dataaug_multi_both'
@@ -94,8 +113,10 @@ def remote_code(*roots:type # classes to include, with what of this package they
             v = g[n]
             if isinstance(v, (type, types.FunctionType)) and v.__module__.split('.')[0] == _PKG: visit(v)
             elif isinstance(v, (type, types.FunctionType, types.ModuleType)): imports[n] = _import_line(n, v)
-            elif isinstance(v, (str, int, float, bool, tuple, frozenset, type(None))): consts[n] = f'{n} = {v!r}'
+            elif isinstance(v, frozenset): consts[n] = f'{n} = frozenset({sorted(v)!r})'   # sorted: the file is the same every export
+            elif isinstance(v, (str, int, float, bool, tuple, type(None))): consts[n] = f'{n} = {v!r}'
             elif isinstance(v, (list, dict)): consts[n] = f'{n} = {v!r}'
+            elif isinstance(v, re.Pattern): consts[n], imports['re'] = f'{n} = re.compile({v.pattern!r}, {int(v.flags)})', 'import re'
         blocks.append(src.rstrip() + '\n')
     for r in roots: visit(r)
     return ('"""DSM-5 criteria classifier for transformers (trust_remote_code). Generated from the dataaug_multi_both package; '

@@ -14,13 +14,15 @@ import numpy as np
 from .core import UserError, atomic_write_bytes
 
 # %% auto #0
-__all__ = ['NOTE', 'HEADER', 'Predictor', 'load_predictor', 'read_posts', 'predict_posts', 'post_evidence', 'write_predictions',
-           'check_output_path', 'evidence_html']
+__all__ = ['NOTE', 'HEADER', 'Predictor', 'load_predictor', 'read_posts', 'Scores', 'score_texts', 'predict_posts',
+           'post_evidence', 'write_predictions', 'check_output_path', 'evidence_section', 'evidence_html']
 
 # %% ../nbs/19_predict.ipynb #85a157b8
 NOTE = 'research tool, not a diagnosis'
 HEADER = (f'{NOTE}: each probability says how much a post\'s wording resembles annotated evidence for a DSM-5 '
-          'criterion; "flagged" lists the criteria at or above their threshold tuned on validation. Not a judgement about the writer.')
+          'criterion; "flagged" lists the criteria at or above their threshold tuned on validation; with an evidence model, "evidence" gives each '
+          'flagged criterion\'s top sentences and "evidence_sentences" every sentence at or above a criterion\'s evidence threshold '
+          '(tuned on validation sentences). Not a judgement about the writer.')
 
 # %% ../nbs/19_predict.ipynb #d824d8ee
 @dataclass
@@ -36,9 +38,11 @@ class Predictor:
     device: str                  # 'cpu' or 'cuda'
     precision: Any               # `amp.Precision` the run used
     path: Path                   # the model directory
+    evidence_thresholds: np.ndarray|None = None # [L] sentence decision thresholds (task both exports)
 
 def load_predictor(export_dir:str|Path, # an export directory (holding model/) or the model directory itself
-                   device:str|None=None # 'cpu' or 'cuda' (default: cuda when available)
+                   device:str|None=None, # 'cpu' or 'cuda' (default: cuda when available)
+                   checkpoint_ok:bool=False # also accept a search checkpoint (the report shows its best trial's evidence)
                   ) -> Predictor:
     "The exported classifier, its thresholds and its input settings; `UserError` naming any missing file."
     from dataaug_multi_both.config import TrainConfig, config_from_dict
@@ -55,7 +59,7 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
     if not (mdir/'classifier.json').is_file():
         raise UserError(f'{str(p/"model"/"classifier.json")!r} is missing: {str(p)!r} is not an export directory; pass the directory the export command wrote')
     model, tok, meta = load_classifier(mdir)
-    if 'seed' not in meta or 'disclaimer' not in meta:
+    if ('seed' not in meta or 'disclaimer' not in meta) and not (checkpoint_ok and 'trial' in meta):
         what = f"a search checkpoint (study {meta['study']!r} trial {meta['trial']})" if 'trial' in meta else 'not an export'
         raise UserError(f'{str(p)!r} is {what}: its thresholds were tuned on the search\'s validation split and never re-checked; '
                         'run the export command and pass --export-dir the directory it writes')
@@ -69,12 +73,17 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
     if len(thr) == 1: thr = np.repeat(thr, len(names))
     if len(thr) != len(names) or len(names) != model.num_labels:
         raise UserError(f'{str(mdir/"classifier.json")!r} has {len(names)} labels, {len(thr)} thresholds and a head of {model.num_labels}: export the model again')
+    ethr = meta.get('evidence_thresholds')
+    if ethr is not None:
+        ethr = np.asarray(ethr, float).reshape(-1)
+        ethr = np.repeat(ethr, len(names)) if len(ethr) == 1 else ethr
+        if len(ethr) != len(names): raise UserError(f'{str(mdir/"classifier.json")!r} has {len(ethr)} evidence thresholds for {len(names)} labels: export the model again')
     known = {k: v for k, v in (meta.get('config') or {}).items() if k in TrainConfig.__dataclass_fields__}
     cfg = config_from_dict(known)
     import torch
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     return Predictor(model.to(device), tok, meta, list(names), thr, cfg.max_seq_length, cfg.truncation_side, device,
-                     resolve_precision(cfg.precision, device), mdir)
+                     resolve_precision(cfg.precision, device), mdir, ethr)
 
 # %% ../nbs/19_predict.ipynb #aaaef7d4
 def _csv_posts(text:str, name:str) -> list[tuple[str, str]]:
@@ -143,52 +152,79 @@ def read_posts(source:str|Path, # a .csv, .jsonl or .txt file, or '-' for stdin
     return posts
 
 # %% ../nbs/19_predict.ipynb #dcc73ca8
+@dataclass
+class Scores:
+    "What one encoder pass per batch gives for a list of posts."
+    probs: np.ndarray            # [N, L] post probabilities
+    spans: list|None = None      # per post: its sentences' character spans (evidence models only)
+    sentence_probs: list|None = None # per post: [S, L] sentence probabilities, 0 for a sentence truncation removed
+    lost: list|None = None       # per post: [S] True for a sentence truncation removed
+
+def score_texts(predictor:Predictor, # from `load_predictor`
+                texts:list[str], # the posts' texts
+                batch_size:int=32 # posts per forward pass
+               ) -> Scores:
+    "Post probabilities and, with an evidence head, sentence probabilities, from one encoder pass per batch."
+    from dataaug_multi_both.trainer import EvidenceData, encode_texts, predict_both, predict_probs
+    p, tok = predictor, predictor.tokenizer
+    ids = encode_texts(tok, texts, p.max_seq_length, p.truncation_side)
+    if getattr(p.model, 'evidence_head', None) is None:
+        return Scores(predict_probs(p.model, ids, tok.pad_token_id or 0, p.device, p.precision, batch_size))
+    from dataaug_multi_both.sentences import split_sentences, token_sentences
+    spans = [split_sentences(t) for t in texts]
+    sid, lost = token_sentences(tok, texts, spans, p.max_seq_length, p.truncation_side)
+    ev = EvidenceData(sid, [np.zeros((len(sp), len(p.label_names)), np.float32) for sp in spans], lost, spans)
+    probs, sprobs = predict_both(p.model, ids, ev, tok.pad_token_id or 0, p.device, p.precision, batch_size)
+    return Scores(probs, spans, sprobs, lost)
+
+# %% ../nbs/19_predict.ipynb #27e4b211
 def predict_posts(predictor:Predictor, # from `load_predictor`
                   posts:list[tuple[str, str]], # (post_id, text) pairs, as `read_posts` returns them
                   batch_size:int=32, # posts per forward pass
-                  digits:int|None=4 # decimal places of the probabilities (None: full precision)
+                  digits:int|None=4, # decimal places of the probabilities (None: full precision)
+                  k:int=3 # evidence sentences per flagged criterion (evidence models)
                  ) -> list[dict]:
     "One dict per post: post_id, flagged (the labels at or above threshold), then `<label>_prob` for every label."
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise UserError(f'--batch-size must be a positive integer (got {batch_size!r})')
     if not posts: return []
-    from dataaug_multi_both.trainer import encode_texts, predict_probs
     from dataaug_multi_both.thresholds import apply_thresholds
-    p, tok = predictor, predictor.tokenizer
-    ids = encode_texts(tok, [t for _, t in posts], p.max_seq_length, p.truncation_side)
-    probs = predict_probs(p.model, ids, tok.pad_token_id or 0, p.device, p.precision, batch_size)
-    dec = apply_thresholds(probs, p.thresholds)
+    p = predictor
+    sc = score_texts(p, [t for _, t in posts], batch_size)
+    dec = apply_thresholds(sc.probs, p.thresholds)
     rows = []
-    for (pid, _), pr, d in zip(posts, probs, dec):
+    for (pid, _), pr, d in zip(posts, sc.probs, dec):
         row: dict[str, Any] = {'post_id': pid, 'flagged': [n for n, b in zip(p.label_names, d.tolist()) if b]}
         for n, a in zip(p.label_names, pr.tolist()): row[f'{n}_prob'] = a if digits is None else round(a, digits)
         rows.append(row)
-    if getattr(p.model, 'evidence_head', None) is not None:          # a task=both model: the sentences behind each flag
-        flagged = [[n for n, b in zip(p.label_names, d.tolist()) if b] for d in dec]
-        for row, ev in zip(rows, post_evidence(p, posts, flagged, batch_size=batch_size)): row['evidence'] = ev
+    if sc.sentence_probs is not None:                                # a task=both model: the sentences behind each flag
+        for row, ev in zip(rows, _evidence(p, [t for _, t in posts], sc, [r['flagged'] for r in rows], k)): row['evidence'] = ev
+        if p.evidence_thresholds is not None:
+            for row, sp, pr, lo in zip(rows, sc.spans or [], sc.sentence_probs, sc.lost or []):
+                d = apply_thresholds(pr, p.evidence_thresholds).astype(bool) & ~lo[:, None]
+                row['evidence_sentences'] = [{'start': int(sp[i][0]), 'end': int(sp[i][1]),
+                                              'criteria': [n for n, b in zip(p.label_names, d[i].tolist()) if b]} for i in np.flatnonzero(d.any(1))]
     return rows
 
 # %% ../nbs/19_predict.ipynb #2b33229d
+def _evidence(p:Predictor, texts:list[str], sc:Scores, flagged:list[list[str]], k:int) -> list[dict]:
+    from dataaug_multi_both.sentences import top_evidence
+    out = []
+    for t, sp, pr, lo, fl in zip(texts, sc.spans or [], sc.sentence_probs or [], sc.lost or [], flagged):
+        keep = np.flatnonzero(~lo)
+        out.append(top_evidence(t, [sp[i] for i in keep], pr[keep], p.label_names, fl, k))
+    return out
+
 def post_evidence(predictor:Predictor, # from `load_predictor`; its model must have an evidence head
                   posts:list[tuple[str, str]], # (post_id, text) pairs
-                  flagged:list[list[str]], # per post: the criteria it was flagged for
+                  flagged:list[list[str]], # per post: the criteria to give sentences for
                   k:int=3, # sentences per flagged criterion
                   batch_size:int=32 # posts per forward pass
                  ) -> list[dict]:
     "Per post: {criterion: [{sentence, score, start, end}, ...]} for its flagged criteria."
-    from dataaug_multi_both.sentences import split_sentences, token_sentences, top_evidence
-    from dataaug_multi_both.trainer import EvidenceData, encode_texts, predict_both
-    p, tok = predictor, predictor.tokenizer
+    if getattr(predictor.model, 'evidence_head', None) is None:
+        raise UserError(f'{str(predictor.path)!r} has the post head only: evidence sentences need a model trained with task both')
     texts = [t for _, t in posts]
-    spans = [split_sentences(t) for t in texts]
-    sid, lost = token_sentences(tok, texts, spans, p.max_seq_length, p.truncation_side)
-    ev = EvidenceData(sid, [np.zeros((len(sp), len(p.label_names)), np.float32) for sp in spans], lost, spans)
-    ids = encode_texts(tok, texts, p.max_seq_length, p.truncation_side)
-    _, sprobs = predict_both(p.model, ids, ev, tok.pad_token_id or 0, p.device, p.precision, batch_size)
-    out = []
-    for t, sp, pr, lo, fl in zip(texts, spans, sprobs, lost, flagged):
-        keep = np.flatnonzero(~lo)
-        out.append(top_evidence(t, [sp[i] for i in keep], pr[keep], p.label_names, fl, k))
-    return out
+    return _evidence(predictor, texts, score_texts(predictor, texts, batch_size), flagged, k)
 
 # %% ../nbs/19_predict.ipynb #4dd394b1
 def write_predictions(rows:list[dict], # from `predict_posts`
@@ -227,26 +263,37 @@ def check_output_path(out:str|Path # where predictions will be written ('-' = st
     except OSError as e: raise UserError(f'--output {str(p)!r} is not writable ({e.strerror} in {str(up)!r}): choose another path') from None
 
 # %% ../nbs/19_predict.ipynb #1b492dfa
-def evidence_html(posts:list[tuple[str, str]], # (post_id, text) pairs
-                  rows:list[dict] # from `predict_posts` with a task=both model (rows carry `evidence`)
-                 ) -> str:
-    "A self-contained HTML page highlighting each flagged criterion's evidence sentences in its post."
+_MARK = 'border-radius:3px;padding:0 1px'
+
+def evidence_section(posts:list[tuple[str, str]], # (post_id, text) pairs
+                     rows:list[dict], # from `predict_posts` with a task=both model (rows carry `evidence`)
+                     heading:str='h3' # HTML tag of each post's heading (criteria get the next level)
+                    ) -> str:
+    "An HTML fragment: the disclaimer, then each post with each flagged criterion's evidence sentences highlighted."
     import html
-    parts = [f'<!doctype html><meta charset="utf-8"><title>Evidence</title><style>body{{font:15px/1.5 sans-serif;max-width:52em;margin:2em auto}}'
-             f'mark{{border-radius:3px}} .note{{background:#fff3cd;padding:.6em 1em;border:1px solid #e0c36a}}</style>'
-             f'<p class="note"><b>Research artefact, not a diagnosis.</b> Highlighted sentences are those a model scores as most '
-             f'like annotated evidence for a DSM-5 criterion ({html.escape(NOTE)}); they say nothing about the writer.</p>']
+    from dataaug_multi_both.export import DISCLAIMER
+    sub = f'h{min(int(heading[1]) + 1, 6)}'
+    parts = [f'<div class="evidence"><p style="background:#fff3cd;padding:.6em 1em;border:1px solid #e0c36a"><b>{html.escape(DISCLAIMER)}</b> '
+             'Highlighted sentences are those the model scores as most like annotated evidence for a criterion it flagged '
+             '(darker = higher score; the score is on hover and in brackets).</p>']
     for (pid, text), row in zip(posts, rows):
-        parts.append(f'<h2>{html.escape(str(pid))}</h2>')
+        parts.append(f'<{heading}>{html.escape(str(pid))}</{heading}>')
         ev = row.get('evidence') or {}
         if not ev: parts.append(f'<p><i>no criterion flagged</i></p><p>{html.escape(text)}</p>')
         for crit, sents in ev.items():
             out, at = [], 0
             for e in sorted(sents, key=lambda e: e['start']):
                 out += [html.escape(text[at:e['start']]),
-                        f'<mark style="background:rgba(255,170,0,{0.25 + 0.65 * e["score"]:.2f})" title="{crit} {e["score"]:.3f}">'
-                        f'{html.escape(text[e["start"]:e["end"]])}</mark>']
+                        f'<mark style="{_MARK};background:rgba(255,170,0,{0.25 + 0.65 * e["score"]:.2f})" title="{html.escape(crit)} {e["score"]:.3f}">'
+                        f'{html.escape(text[e["start"]:e["end"]])}</mark><sup>[{e["score"]:.2f}]</sup>']
                 at = e['end']
             out.append(html.escape(text[at:]))
-            parts.append(f'<h3>{html.escape(crit)}</h3><p>{"".join(out)}</p>')
-    return '\n'.join(parts) + '\n'
+            parts.append(f'<{sub}>{html.escape(crit)} (post probability {row.get(f"{crit}_prob", float("nan")):.3f})</{sub}><p>{"".join(out)}</p>')
+    return '\n'.join(parts) + '\n</div>\n'
+
+def evidence_html(posts:list[tuple[str, str]], # (post_id, text) pairs
+                  rows:list[dict] # from `predict_posts` with a task=both model (rows carry `evidence`)
+                 ) -> str:
+    "A self-contained HTML page of `evidence_section`."
+    return ('<!doctype html><meta charset="utf-8"><title>Evidence (research artefact, not a diagnosis)</title>'
+            '<style>body{font:15px/1.5 sans-serif;max-width:52em;margin:2em auto}</style>\n' + evidence_section(posts, rows, 'h2'))

@@ -16,10 +16,12 @@ from .demo import as_data_dir, data_source
 from .storage import open_storage
 from .narrow import load_report, ranked_trials
 from . import plots
+import numpy as np
 
 # %% auto #0
 __all__ = ['SMALL_SAMPLE', 'STATES', 'KEY_PARAMS', 'DEFAULT_STAGE1', 'DISCLAIMER', 'CSS', 'load_study', 'trial_report',
-           'tfidf_floor', 'searched', 'export_scores', 'study_summary', 'format_summary', 'plotly_js', 'write_report']
+           'tfidf_floor', 'evidence_examples', 'searched', 'export_scores', 'study_summary', 'format_summary',
+           'plotly_js', 'write_report']
 
 # %% ../nbs/17_report.ipynb #befd8194
 def _open_storage(url:str):
@@ -81,6 +83,40 @@ def tfidf_floor(eval_report:dict|None # the best trial's evaluation report (name
         out['note'] = (f"the data now splits into {len(sp.val)} val / {len(sp.test)} test posts, but the trial saw "
                        f"{d.get('n_val')} / {d.get('n_test')}: the data changed since the search")
     return out
+
+# %% ../nbs/17_report.ipynb #fb219675
+def evidence_examples(experiments_dir:str|Path, # the search's --experiments-dir
+                      study_name:str, # the study
+                      eval_report:dict|None, # the best trial's evaluation report (names its trial, data and split)
+                      n:int=3 # test posts to show
+                     ) -> dict:
+    "{'source', 'post_ids', 'html'} for `n` test posts with their evidence highlighted, or {'skipped': reason}."
+    if not eval_report or eval_report.get('data_dir') is None or eval_report.get('split_seed') is None:
+        return {'skipped': "the best trial's evaluation report does not name its data and split"}
+    base = Path(experiments_dir)/study_name
+    cands = [('the export', base/'export'/'model'), ("the best trial's checkpoint",
+                                                     base/f"trial_{eval_report.get('trial')}"/'checkpoint')]
+    src = next(((w, p) for w, p in cands if (p/'classifier.json').is_file()), None)
+    if src is None: return {'skipped': 'no export and no checkpoint of the best trial to predict with'}
+    from dataaug_multi_both.predict import evidence_section, load_predictor, predict_posts
+    from dataaug_multi_both.run import load_splits
+    from dataaug_multi_both.sentences import sentence_labels
+    pred = load_predictor(src[1], 'cpu', checkpoint_ok=True)
+    if pred.model.evidence_head is None: return {'skipped': f'{src[0]} has the post head only (task criteria)'}
+    data_dir = eval_report['data_dir']
+    try: test = load_splits(None if data_dir == 'demo corpus' else data_dir, int(eval_report['split_seed']),
+                            include_special_case='SPECIAL_CASE' in pred.label_names).test
+    except (UserError, OSError) as e: return {'skipped': f'cannot load the data the search used ({data_dir}): {e}'}
+    sl = sentence_labels(test)
+    pick = [i for i, y in enumerate(sl.labels) if y.sum() > 0][:n]
+    if not pick: return {'skipped': 'no test post has annotated evidence'}
+    names = test.label_names
+    posts = [(f'test post {test.post_ids[i]} (annotated evidence: {", ".join(names[c] for c in np.flatnonzero(sl.labels[i].sum(0)))})',
+              test.texts[i]) for i in pick]
+    rows = predict_posts(pred, posts)
+    seed = f", seed {pred.meta['seed']}" if 'seed' in pred.meta else ''
+    return {'source': f"{src[0]} (study {pred.meta.get('study')} trial {pred.meta.get('trial')}{seed})",
+            'post_ids': [test.post_ids[i] for i in pick], 'html': evidence_section(posts, rows)}
 
 # %% ../nbs/17_report.ipynb #069a71ef
 SMALL_SAMPLE = 20   # fewer complete trials than this: the report warns that importances and rankings are noisy
@@ -272,8 +308,8 @@ table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px sol
 th{background:#f3f5f9}.note{color:#555;font-size:.9em}footer{margin-top:3em;color:#777;font-size:.8em}'''
 
 # %% ../nbs/17_report.ipynb #d8000e92
-def _html(s:dict, figs:list, js:str|None=None) -> str:
-    "The report page: summary numbers, top trials, figures, floor and rank correlation; plotly.js inlined when `js` is given."
+def _html(s:dict, figs:list, js:str|None=None, evidence:str|None=None) -> str:
+    "The report page: summary numbers, top trials, figures, floor, evidence examples and rank correlation; plotly.js inlined when `js` is given."
     esc = html.escape
     b, f, rc = s['best'], s['tfidf_baseline'] or {}, s['rank_correlation']
     nums = [('storage', s['storage']), ('stage', s['stage']), ('trials', s['n_trials']),
@@ -330,6 +366,10 @@ def _html(s:dict, figs:list, js:str|None=None) -> str:
         if f.get('note'): parts.append(f'<p class="warn">{esc(f["note"])}</p>')
         parts.append(_table(['criterion', 'best trial test F1', 'TF-IDF test F1', 'test support'], rows))
     elif f.get('skipped'): parts += ['<h2>TF-IDF floor</h2>', f'<p class="note">Skipped: {esc(f["skipped"])}</p>']
+    x = s.get('evidence_examples') or {}
+    if evidence: parts += ['<h2>Evidence in a few test posts</h2>', f'<p class="note">Predicted by {esc(x.get("source", "-"))}: for each '
+                           'criterion it flags, the sentences it scores highest (at most three).</p>', evidence]
+    elif x.get('skipped') and bev.get('task') == 'both': parts += ['<h2>Evidence in a few test posts</h2>', f'<p class="note">Not shown: {esc(x["skipped"])}</p>']
     n = s.get('narrowing')
     if n and n.get('notes'): parts += ['<h2>Narrowing notes</h2>', '<ul>' + ''.join(f'<li>{esc(x)}</li>' for x in n['notes']) + '</ul>']
     vs = ', '.join(f'{k} {v}' for k, v in versions().items())
@@ -346,7 +386,8 @@ def write_report(storage_url:str, # an Optuna storage URL
                  experiments_dir:str|Path|None=None, # where the search wrote <study>/trial_<n>/ (default: as `study_summary`)
                  top:int=10, # how many of the best trials to list
                  floor:bool=True, # train the TF-IDF baseline on the best trial's splits
-                 shared_js:bool=False # load plotly.min.js from beside the page instead of inlining it (smaller, for many reports)
+                 shared_js:bool=False, # load plotly.min.js from beside the page instead of inlining it (smaller, for many reports)
+                 evidence:int=3 # test posts shown with their evidence highlighted (models with an evidence head; 0: none)
                 ) -> Path:
     "Write `report.json` and an offline, self-contained `report.html` (plotly.js inlined once); return the HTML's path."
     if isinstance(top, bool) or not isinstance(top, int) or top < 1: raise UserError(f'--top must be a positive integer (got {top!r})')
@@ -373,8 +414,12 @@ def write_report(storage_url:str, # an Optuna storage URL
         s1 = optuna.load_study(study_name=s['rank_correlation']['stage1_study'], storage=_open_storage(storage_url)) if s['rank_correlation']['pairs'] else None
         figs.append(('Stage 1 vs Stage 2', plots.plot_rank_correlation(s1, study) if s1 else
                      plots.message_figure('Stage 1 vs Stage 2', s['rank_correlation']['reason']), None))
+    ev_html = None
+    if evidence and s['best']:
+        ex = evidence_examples(exp_dir, study_name, ev, evidence)
+        s['evidence_examples'], ev_html = {k: v for k, v in ex.items() if k != 'html'}, ex.get('html')
     js = plotly_js()
     if shared_js and (not (out/'plotly.min.js').is_file() or (out/'plotly.min.js').read_bytes() != js): atomic_write_bytes(out/'plotly.min.js', js)
     atomic_write_json(out/'report.json', s)
-    page = _html(s, figs, None if shared_js else js.decode('utf-8'))
+    page = _html(s, figs, None if shared_js else js.decode('utf-8'), ev_html)
     return atomic_write_bytes(out/'report.html', page.encode())

@@ -131,6 +131,41 @@ def test_hf_export_runs_in_plain_transformers_with_predicts_probabilities(search
     assert flagged == [r['flagged'] for r in rows]
 
 
+EVIDENCE = """
+import json, sys, torch
+from transformers import AutoModel, AutoTokenizer
+d = sys.argv[1]
+model = AutoModel.from_pretrained(d, trust_remote_code=True).eval()
+tok = AutoTokenizer.from_pretrained(d, trust_remote_code=True)
+enc, spans = model.sentence_inputs(tok, json.loads(sys.stdin.read()))
+with torch.no_grad():
+    out = model(**enc, n_sentences=max(map(len, spans)))
+sp = torch.sigmoid(out.sentence_logits) * out.sentence_mask[..., None]
+print(json.dumps({'post': torch.sigmoid(out.logits).tolist(), 'sent': [sp[b, :len(s)].tolist() for b, s in enumerate(spans)],
+                  'spans': spans, 'imported': 'dataaug_multi_both' in sys.modules}))
+"""
+
+
+def test_hf_export_carries_the_evidence_head(search, exported, tmp_path):
+    "AutoModel on hf_model/ with sentence ids: post and sentence probabilities equal the native model's (predict's one pass)."
+    from dataaug_multi_both.predict import score_texts
+
+    posts = list(load_splits(search.data).test.texts[:12]) + ['Fine day. ' + 'I cannot sleep at all. ' * 20]   # the last one is truncated
+    env = {'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'HOME': str(tmp_path), 'PATH': '/usr/bin:/bin'}
+    r = subprocess.run([sys.executable, '-c', EVIDENCE, str(exported.dir / 'hf_model')], input=json.dumps(posts), capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got['imported'] is False
+    ours = score_texts(load_predictor(exported.dir, 'cpu'), posts)
+    assert [[tuple(x) for x in s] for s in got['spans']] == ours.spans
+    assert np.abs(np.array(got['post']) - ours.probs).max() < 1e-5
+    for theirs, mine in zip(got['sent'], ours.sentence_probs):
+        assert np.abs(np.array(theirs).reshape(mine.shape) - mine).max() < 1e-5
+    assert ours.lost[-1].any() and not np.array(got['sent'][-1])[ours.lost[-1]].any()   # truncated sentences: 0 on both sides
+    assert 'sentence_logits' in (exported.dir / 'README.md').read_text()
+
+
 def test_export_readme_uses_relative_paths(exported):
     text = (exported.dir / 'README.md').read_text()
     assert str(exported.dir) not in text and '/tmp' not in text
@@ -143,6 +178,39 @@ def test_predictions_reproduce_the_exported_test_score(search, exported):
     pred = np.array([[int(n in r['flagged']) for n in NAMES] for r in rows])
     assert [r['post_id'] for r in rows] == test.post_ids
     assert classification_metrics(test.labels, pred, NAMES)['macro_f1'] == pytest.approx(exported.summary['exported']['test_macro_f1'])
+
+
+def test_exported_test_figures_reproduce_through_predict(search, exported, tmp_path):
+    "The export's test macro-F1 (post level) and evidence macro-F1 (sentence level), recomputed by scikit-learn from predict's output."
+    from sklearn.metrics import f1_score
+
+    from dataaug_multi_both.sentences import sentence_labels
+
+    s = exported.summary
+    assert s['task'] == 'both'
+    test = load_splits(search.data).test
+    (tmp_path / 'test.jsonl').write_text(''.join(json.dumps({'post_id': i, 'text': t}) + '\n' for i, t in zip(test.post_ids, test.texts)))
+    r = subprocess.run([sys.executable, '-m', 'dataaug_multi_both.cli.predict', '--export-dir', str(exported.dir), '--device', 'cpu',
+                        '--input', str(tmp_path / 'test.jsonl'), '--output', str(tmp_path / 'pred.jsonl')],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    head, *rows = [json.loads(line) for line in (tmp_path / 'pred.jsonl').read_text().splitlines()]
+    assert head == {'disclaimer': HEADER} and [x['post_id'] for x in rows] == test.post_ids
+    post = np.array([[int(n in x['flagged']) for n in NAMES] for x in rows])
+    got = f1_score(test.labels, post, average='macro', zero_division=0)
+    assert abs(got - s['exported']['test_macro_f1']) < 1e-6, (got, s['exported']['test_macro_f1'])
+    gold = sentence_labels(test)                                      # the annotated sentences, as the run scored them
+    y, yhat = np.concatenate(gold.labels).astype(int), []
+    for x, spans in zip(rows, gold.spans):
+        d = np.zeros((len(spans), len(NAMES)), int)
+        for e in x['evidence_sentences']:
+            d[spans.index((e['start'], e['end'])), [NAMES.index(c) for c in e['criteria']]] = 1
+        yhat.append(d)
+    got = f1_score(y, np.concatenate(yhat), average='macro', zero_division=0)
+    assert np.concatenate(yhat).any() and y.any()                  # not a trivial all-negative match
+    assert abs(got - s['exported']['test_evidence_macro_f1']) < 1e-6, (got, s['exported']['test_evidence_macro_f1'])
+    seed = next(x for x in s['per_seed'] if x['seed'] == s['exported']['seed'])
+    assert (seed['test_macro_f1'], seed['test_evidence_macro_f1']) == (s['exported']['test_macro_f1'], s['exported']['test_evidence_macro_f1'])
 
 
 def _check_rows(rows, thr):
