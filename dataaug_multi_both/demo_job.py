@@ -24,13 +24,13 @@ __all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'PRUNED_COST', 'DEMO_TIME_BUDGE
            'DemoPlan', 'plan_demo', 'run_stage_within', 'DemoStage', 'run_demo', 'demo_lines']
 
 # %% ../nbs/19a_demo_job.ipynb #a450a723
-DEMO_BASE: dict[str, Any] = dict(freeze_n_layers=4, learning_rate=5e-4, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
+DEMO_BASE: dict[str, Any] = dict(freeze_n_layers=4, learning_rate=1e-3, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
                  optimizer='adamw', loss_type='weighted_bce', pooling='mean', warmup_ratio=0.1, augmentation_method='none',
                  augmentation_prob=0.0, group_by_length=True, precision='auto')
 
 DEMO_PRIORS = (                                                       # run right after the default in Stage 1
-    dict(freeze_n_layers=4, learning_rate=1e-3),
-    dict(freeze_n_layers=3, learning_rate=3e-4),
+    dict(freeze_n_layers=4, learning_rate=5e-4),
+    dict(freeze_n_layers=3, learning_rate=5e-4),
 )
 
 def demo_space() -> SearchSpace:

@@ -91,7 +91,7 @@ def evidence_examples(experiments_dir:str|Path, # the search's --experiments-dir
                       n:int=3 # test posts to show
                      ) -> dict:
     "{'source', 'post_ids', 'html'} for `n` test posts with their evidence highlighted, or {'skipped': reason}."
-    if not eval_report or eval_report.get('data_dir') is None or eval_report.get('split_seed') is None:
+    if not eval_report or 'data_dir' not in eval_report or eval_report.get('split_seed') is None:   # data_dir None = the demo corpus
         return {'skipped': "the best trial's evaluation report does not name its data and split"}
     base = Path(experiments_dir)/study_name
     cands = [('the export', base/'export'/'model'), ("the best trial's checkpoint",
@@ -103,10 +103,9 @@ def evidence_examples(experiments_dir:str|Path, # the search's --experiments-dir
     from dataaug_multi_both.sentences import sentence_labels
     pred = load_predictor(src[1], 'cpu', checkpoint_ok=True)
     if pred.model.evidence_head is None: return {'skipped': f'{src[0]} has the post head only (task criteria)'}
-    data_dir = eval_report['data_dir']
-    try: test = load_splits(None if data_dir == 'demo corpus' else data_dir, int(eval_report['split_seed']),
-                            include_special_case='SPECIAL_CASE' in pred.label_names).test
-    except (UserError, OSError) as e: return {'skipped': f'cannot load the data the search used ({data_dir}): {e}'}
+    data_dir = as_data_dir(eval_report['data_dir'])
+    try: test = load_splits(data_dir, int(eval_report['split_seed']), include_special_case='SPECIAL_CASE' in pred.label_names).test
+    except (UserError, OSError) as e: return {'skipped': f'cannot load the data the search used ({data_source(data_dir)}): {e}'}
     sl = sentence_labels(test)
     pick = [i for i, y in enumerate(sl.labels) if y.sum() > 0][:n]
     if not pick: return {'skipped': 'no test post has annotated evidence'}
