@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install export clean-nbs check-sync test test-nbs test-py run-nbs lint format doctor demo stage1 stage2 hpo-report export-best predict docs bench
+.PHONY: install export clean-nbs check-sync test test-nbs test-py run-nbs run-slow-nbs lint format doctor demo stage1 stage2 hpo-report export-best predict docs bench
 
 install: $(STAMP)   ## create .venv and install the pinned, tested versions
 $(STAMP): settings.ini setup.py requirements/constraints.txt
@@ -42,6 +42,9 @@ test: check-sync test-nbs test-py ## the README's test command
 
 run-nbs: $(STAMP)   ## run every notebook in a real Jupyter kernel, slow cells included (as JupyterLab would)
 	$(BIN)/python tools/run_notebooks.py
+
+run-slow-nbs: $(STAMP) ## run, in a real Jupyter kernel, the notebooks that have slow cells (`make test` skips those cells)
+	$(BIN)/python tools/run_notebooks.py --slow-only
 
 lint: $(STAMP)      ## ruff and mypy over the library
 	$(BIN)/ruff check dataaug_multi_both tests bench

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Run notebooks top to bottom in a real Jupyter kernel (nbclient), as JupyterLab would, slow cells included.
 
-    python tools/run_notebooks.py [NOTEBOOK ...] [--timeout 1800] [--save]
+    python tools/run_notebooks.py [NOTEBOOK ...] [--timeout 1800] [--save] [--slow-only]
 
-Without names it runs every notebook in nbs/. Copies are executed (nbs/ is untouched) unless --save is given, which
+Without names it runs every notebook in nbs/; with --slow-only, only those with cells flagged `#| slow` (the cells
+`nbdev_test` skips: CI runs these here and every other cell through `make test`). Copies are executed (nbs/ is untouched) unless --save is given, which
 writes the outputs back and cleans the notebook with nbdev_clean (how the tutorial's figures are saved for the docs).
 Prints each notebook's time; exits 1 if any cell raises.
 """
@@ -38,8 +39,11 @@ def main() -> int:
     p.add_argument("notebooks", nargs="*")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     p.add_argument("--save", action="store_true", help="write outputs back into the notebooks")
+    p.add_argument("--slow-only", action="store_true", help="only notebooks with cells flagged slow")
     a = p.parse_args()
     paths = [Path(n) for n in a.notebooks] or sorted((REPO / "nbs").glob("[0-9]*.ipynb")) + [REPO / "nbs" / "index.ipynb"]
+    if a.slow_only:
+        paths = [q for q in paths if any(c.cell_type == "code" and c.source.lstrip().startswith("#| slow") for c in nbformat.read(q, as_version=4).cells)]
     failed = []
     for path in paths:
         try:
