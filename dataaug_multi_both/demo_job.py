@@ -13,7 +13,7 @@ from .baseline import tfidf_baseline
 from .config import config_from_dict
 from .core import set_offline
 from .export import export_best
-from .model import resolve_backbone
+from .model import encoder_depth, resolve_backbone
 from .report import write_report
 from .run import load_splits, run_config
 from .hpo import BroadStage, SearchJob, config_params, prepare_study, run_stage, trials_done
@@ -21,7 +21,7 @@ from .space import CatKnob, FloatKnob, SearchSpace, base_space
 
 # %% auto #0
 __all__ = ['DEMO_BASE', 'DEMO_PRIORS', 'SHARES', 'PRUNED_COST', 'DEMO_TIME_BUDGET', 'RESERVE', 'demo_space', 'Speed', 'calibrate',
-           'DemoPlan', 'plan_demo', 'run_stage_within', 'DemoStage', 'run_demo', 'demo_lines']
+           'DemoPlan', 'plan_demo', 'slowest_ratio', 'run_stage_within', 'DemoStage', 'run_demo', 'demo_lines']
 
 # %% ../nbs/19a_demo_job.ipynb #a450a723
 DEMO_BASE: dict[str, Any] = dict(freeze_n_layers=4, learning_rate=1e-3, head_lr_scale=20.0, max_seq_length=128, batch_size=16, grad_accum=1,
@@ -94,6 +94,7 @@ class DemoPlan:
     seeds: int                   # export seeds
     evals_per_epoch: int         # validation passes per epoch (Stage 1 prunes on them)
     seconds: dict = field(default_factory=dict)  # predicted seconds of each part
+    stage2_trial_seconds: float = 0.0  # predicted seconds of one Stage 2 trial (or export seed) of the costliest configuration
 
 SHARES = {'stage1': 0.25, 'stage2': 0.35, 'export': 0.40}            # of the budget left after calibration and reserve
 PRUNED_COST = 0.7                                                     # a Stage 1 trial costs ~70 % of an unpruned one
@@ -102,19 +103,29 @@ def plan_demo(speed:Speed, # this machine's measured speed
               seconds:float, # budget left for the three parts (calibration and reserve already taken off)
               seeds:int=2, # export seeds (at least 2: a spread needs two)
               max_epochs:float=6, # longest full trial
-              evals:int=2 # validation passes per Stage 1 epoch
+              evals:int=2, # validation passes per Stage 1 epoch
+              slowest:float=1.0 # training cost per post of the space's costliest configuration over the calibrated one's
              ) -> DemoPlan:
-    "Trial counts, lengths and Stage 1's share of posts that fit `seconds` at `speed`."
+    "Trial counts, lengths and Stage 1's share of posts that fit `seconds` at `speed`, Stage 2 and the export sized for the costliest configuration."
+    full = dataclasses.replace(speed, post_seconds=speed.post_seconds * max(1.0, slowest))   # Stage 2 may pick the costliest
     e2 = float(max_epochs)
-    while e2 > 0.5 and seeds * speed.trial(e2, 1) > SHARES['export'] * seconds: e2 -= 0.5
-    n2 = max(2, int(SHARES['stage2'] * seconds // speed.trial(e2, 1)))
+    while e2 > 0.5 and seeds * full.trial(e2, 1) > SHARES['export'] * seconds: e2 -= 0.5
+    n2 = max(2, int(SHARES['stage2'] * seconds // full.trial(e2, 1)))
     n1_min = len(DEMO_PRIORS) + 2                                     # the default, the priors, one sampled
     one = (SHARES['stage1'] * seconds / n1_min / PRUNED_COST - speed.fixed_seconds) / speed.epoch(evals)
     f1 = min(1.0, max(0.2, math.floor(one * 10) / 10))
     n1 = max(n1_min, int(SHARES['stage1'] * seconds // (PRUNED_COST * speed.trial(1.0, evals, f1))))
     return DemoPlan(n1, 1.0, f1, n2, e2, seeds, evals,
-                    {'stage1': round(PRUNED_COST * n1 * speed.trial(1.0, evals, f1)), 'stage2': round(n2 * speed.trial(e2, 1)),
-                     'export': round(seeds * speed.trial(e2, 1))})
+                    {'stage1': round(PRUNED_COST * n1 * speed.trial(1.0, evals, f1)), 'stage2': round(n2 * full.trial(e2, 1)),
+                     'export': round(seeds * full.trial(e2, 1))}, round(full.trial(e2, 1), 1))
+
+def slowest_ratio(base:dict, # the calibrated configuration (DEMO_BASE)
+                  space:SearchSpace, # the space Stage 2 narrows from (its `freeze_n_layers` choices)
+                  depth:int # encoder layers of the backbone
+                 ) -> float:
+    "Training cost of the space's configuration with the fewest frozen layers over `base`'s: the trainable top is what an epoch costs once the frozen bottom is cached."
+    top = lambda f: depth - min(int(f), depth - 1)                    # trainable layers (the model keeps one)
+    return max(1.0, max(top(f) for f in space['freeze_n_layers'].choices) / top(base.get('freeze_n_layers', 0)))
 
 # %% ../nbs/19a_demo_job.ipynb #a7a0e325
 def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trials to run
@@ -157,7 +168,7 @@ class DemoStage(BroadStage):
 
 # %% ../nbs/19a_demo_job.ipynb #61b165cb
 DEMO_TIME_BUDGET = 600.0                                              # seconds for the whole demo (default of --time-budget)
-RESERVE = 25.0                                                        # seconds kept for the report, the TF-IDF floor and the summary
+RESERVE = 30.0                                                        # seconds kept for the report, the TF-IDF floor, the summary and starting the process
 
 def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
              experiments_dir:str|Path='experiments', # trial reports, the report and the export go under it
@@ -178,7 +189,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     base = {**DEMO_BASE, **(base or {})}
     bb, splits = resolve_backbone(model), load_splits(data_dir, 0)
     speed = calibrate(base, splits, bb)
-    plan = plan_demo(speed, deadline - time.time() - RESERVE, seeds=seeds)
+    plan = plan_demo(speed, deadline - time.time() - RESERVE, seeds=seeds, slowest=slowest_ratio(base, demo_space(), encoder_depth(bb)))
     say(f'calibrated in {speed.calibration_seconds:.0f}s: {1 / speed.post_seconds:.1f} training posts/s, {speed.eval_seconds:.1f}s per '
         f'validation pass; plan: Stage 1 {plan.stage1_trials} x {plan.stage1_epochs:g} epoch on {plan.stage1_fraction:.0%} of the posts, Stage 2 {plan.stage2_trials} x '
         f'{plan.stage2_epochs:g} epochs, export {plan.seeds} seeds (predicted {plan.seconds})')
@@ -203,8 +214,8 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
     study2, _ = prepare_study(j2)
     def export_need():                                                # the export re-trains a Stage 2 trial per seed
         took = [t.user_attrs['runtime_seconds'] for t in study2.get_trials(deepcopy=False) if t.user_attrs.get('runtime_seconds')]
-        return plan.seeds * (max(took) if took else speed.trial(plan.stage2_epochs, 1))
-    s2 = run_stage_within(j2, deadline - RESERVE, speed.trial(plan.stage2_epochs, 1), log=say, reserve=export_need)
+        return plan.seeds * (max(took) if took else plan.stage2_trial_seconds)
+    s2 = run_stage_within(j2, deadline - RESERVE, plan.stage2_trial_seconds, log=say, reserve=export_need)
     say(_stage_line(s2))
     # export over seeds, then the report (the TF-IDF floor is trained on the same split)
     ex = export_best(storage, stage2_study, seeds=plan.seeds, base_seed=1, experiments_dir=experiments_dir,
