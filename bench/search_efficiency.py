@@ -276,7 +276,6 @@ def m_random(ctx, seed, log):
 
 
 def _hf_parts(ctx):
-    import torch
     from transformers import DataCollatorWithPadding
 
     from dataaug_multi_both.trainer import encode_texts
@@ -284,19 +283,8 @@ def _hf_parts(ctx):
     cfg = config_from_dict(ctx.base)
     tok = load_tokenizer(ctx.bb)
 
-    class Wrapped(torch.nn.Module):
-        """The project's classifier with the loss inside forward, as `Trainer` expects (plain BCE)."""
-
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, labels=None):
-            logits = self.m(input_ids, attention_mask)
-            out = {"logits": logits}
-            if labels is not None:
-                out["loss"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
-            return out
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from peer_hf_trainer import Wrapped  # the peer bench's wrapper: the classifier with plain BCE inside forward
 
     def rows(c):
         ids = encode_texts(tok, c.texts, cfg.max_seq_length)
