@@ -5,18 +5,19 @@
 # %% ../nbs/19a_demo_job.ipynb #d63cc955
 from __future__ import annotations
 import dataclasses, json, math, time
+import optuna
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .baseline import tfidf_baseline
 from .config import config_from_dict
-from .core import set_offline
+from .core import UserError, set_offline
 from .export import export_best
 from .model import encoder_depth, resolve_backbone
 from .report import write_report
 from .run import load_splits, run_config
-from .hpo import BroadStage, SearchJob, config_params, prepare_study, run_stage, trials_done
+from .hpo import BroadStage, SearchJob, config_params, preflight, prepare_study, run_stage, trials_done
 from .space import CatKnob, FloatKnob, SearchSpace, base_space
 
 # %% auto #0
@@ -125,7 +126,9 @@ def slowest_ratio(base:dict, # the calibrated configuration (DEMO_BASE)
                  ) -> float:
     "Training cost of the space's configuration with the fewest frozen layers over `base`'s: the trainable top is what an epoch costs once the frozen bottom is cached."
     top = lambda f: depth - min(int(f), depth - 1)                    # trainable layers (the model keeps one)
-    return max(1.0, max(top(f) for f in space['freeze_n_layers'].choices) / top(base.get('freeze_n_layers', 0)))
+    knob = space['freeze_n_layers']
+    choices = knob.choices if isinstance(knob, CatKnob) else (base.get('freeze_n_layers', 0),)
+    return max(1.0, max(top(f) for f in choices) / top(base.get('freeze_n_layers', 0)))
 
 # %% ../nbs/19a_demo_job.ipynb #a7a0e325
 def run_stage_within(job, # an `hpo.SearchJob`; its `n_trials` is the most trials to run
@@ -184,9 +187,15 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
             ) -> dict:
     "Calibrate, plan, run Stage 1, Stage 2, the export and the report within `time_budget`; return what happened."
     set_offline()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)             # the demo's own lines say what happened
+    if not time_budget > 0: raise UserError(f'--time-budget must be a number of seconds > 0 (got {time_budget})')
+    if seeds < 2: raise UserError(f'--n-seeds must be at least 2, so that the export reports a spread (got {seeds})')
     say = log or (lambda s: None)
     t0 = time.time(); deadline = t0 + time_budget
     base = {**DEMO_BASE, **(base or {})}
+    common: dict[str, Any] = dict(storage=storage, backbone=model, experiments_dir=str(experiments_dir), jobs=jobs, data_dir=data_dir,
+                  max_seq_lengths=(base['max_seq_length'],), progress=False)
+    preflight(SearchJob(stage=1, study_name=stage1_study, n_trials=1, base=base, **common))   # bad storage, model, data or directory: before any training
     bb, splits = resolve_backbone(model), load_splits(data_dir, 0)
     speed = calibrate(base, splits, bb)
     plan = plan_demo(speed, deadline - time.time() - RESERVE, seeds=seeds, slowest=slowest_ratio(base, demo_space(), encoder_depth(bb)))
@@ -194,12 +203,10 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
         f'validation pass; plan: Stage 1 {plan.stage1_trials} x {plan.stage1_epochs:g} epoch on {plan.stage1_fraction:.0%} of the posts, Stage 2 {plan.stage2_trials} x '
         f'{plan.stage2_epochs:g} epochs, export {plan.seeds} seeds (predicted {plan.seconds})')
     need, left = sum(plan.seconds.values()), deadline - time.time() - RESERVE
-    if need > left:                                                   # even the smallest job overruns: say so before it starts
+    if need > 1.1 * left:                                             # even the smallest job overruns: say so before it starts
         say(f'warning: this machine is too slow (or too busy) for a {time_budget:.0f}s budget: the smallest job needs about '
             f'{need + time_budget - left:.0f}s, and trials this short may not beat the TF-IDF floor; give a larger time budget '
             'or run on a faster or idle machine')
-    common: dict[str, Any] = dict(storage=storage, backbone=model, experiments_dir=str(experiments_dir), jobs=jobs, data_dir=data_dir,
-                  max_seq_lengths=(base['max_seq_length'],), progress=False)
     # Stage 1: the demo space, the default first, then the priors; successive halving prunes at every half epoch
     j1 = SearchJob(stage=1, study_name=stage1_study, n_trials=plan.stage1_trials, min_resource=1, reduction_factor=2,
                    base={**base, 'epochs': plan.stage1_epochs, 'evals_per_epoch': plan.evals_per_epoch, 'data_fraction': plan.stage1_fraction},

@@ -102,6 +102,27 @@ def test_hpo_rejects_bad_input_without_creating_anything(tmp_path, demo_dir, cap
         assert not (tmp_path / "exp").exists(), args        # ... and no experiments folder
 
 
+def test_demo_rejects_bad_input_before_training(tmp_path, capsys):
+    """`make demo ARGS=...` with a bad budget, seed count or storage: one line, exit 2, nothing created, no calibration run."""
+    from dataaug_multi_both.cli.hpo import main
+
+    common = ["--storage", f"sqlite:///{tmp_path}/optuna.db", "--experiments-dir", str(tmp_path / "exp"), "--backbone", "tiny"]
+    cases = [
+        (["--time-budget", "-5"], "--time-budget must be"),
+        (["--n-seeds", "1"], "at least 2"),
+        (["--storage", "mysql://u@127.0.0.1/d"], "MySQL is not supported"),
+    ]
+    for rest, expect in cases:
+        with pytest.raises(SystemExit) as e:
+            main(["demo", *common, *rest])
+        captured = capsys.readouterr()
+        lines = [ln for ln in captured.err.strip().splitlines() if ln.strip()]
+        assert e.value.code == 2 and "Traceback" not in captured.err and lines[-1].startswith("error: "), (rest, captured.err)
+        assert expect in lines[-1], (rest, lines[-1])
+        assert "calibrated" not in captured.out, rest
+        assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "exp").exists(), rest
+
+
 def test_existing_study_with_other_direction(tmp_path, demo_dir):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     optuna.create_study(storage=storage, study_name="stage1_broad", direction="minimize")
