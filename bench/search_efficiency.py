@@ -2,14 +2,19 @@
 
 Methods, each given the same compute budget in training samples processed (wall time reported beside it):
 
-1. two_stage: this project's Stage 1 (full space, low fidelity, successive halving) then Stage 2 (space narrowed from
-   Stage 1 by `narrow.narrow_space`, full fidelity, median pruner), studies made by `hpo.prepare_study`, trials run by
-   `hpo.Objective`; the budget is split between the stages (`--stage1-share`).
-2. tpe: single-stage Optuna TPE over the same full space (`space.base_space(2)`), median pruner, full data and epochs.
+1. two_stage: this project's Stage 1 (the space, low fidelity, successive halving; it starts from the default
+   configuration and, in the demo space, DEMO_PRIORS) then Stage 2 (space narrowed from Stage 1 by
+   `narrow.narrow_space`, full fidelity, median pruner), studies made by `hpo.prepare_study`, trials run by
+   `hpo.Objective`; the budget is split between the stages (`--stage1-share`). two_stage_half: the same with half the
+   budget (the goal's "reaches TPE's final test macro-F1 with <= 0.5x its compute", measured directly).
+2. tpe: single-stage Optuna TPE over the same space, the library's median pruner, full data and epochs.
+   tpe_seeded: the same, its first trials the configurations two-stage's Stage 1 starts from: what the two-stage
+   structure adds beyond its seeds.
 3. random: random search over the same space, no pruning, full data and epochs.
 4. hf_peer: `transformers.Trainer.hyperparameter_search(backend="optuna")` with its DEFAULT space (learning rate,
    epochs 1-5, seed, batch size) and default settings (evaluation at the end only, so nothing is pruned), on the same
-   2-layer MiniLM with the project's head (plain BCE); labelled as the HF peer with its own space.
+   model as the base configuration (its frozen layers frozen) with the project's head (plain BCE); labelled as the
+   HF peer with its own space.
 5. default: the default configuration trained once per seed; and the TF-IDF floor (`baseline.tfidf_baseline`).
 
 Protocol: every method x seed has its own temporary SQLite storage; seed s is the sampler's seed and the search's
@@ -24,7 +29,7 @@ Samples: complete trials report `TrainResult.samples_seen` (evaluation_report.js
 last validation pass's epoch x the posts it trained on (exact up to a partial last batch); the HF peer counts optimiser
 steps x batch.
 
-    python bench/search_efficiency.py            # full study (3 seeds)
+    python bench/search_efficiency.py            # full study (3 seeds; about an hour on 2 cores)
     python bench/search_efficiency.py --quick    # CI-sized check of the same code path
 """
 
@@ -48,19 +53,22 @@ from optuna.trial import TrialState
 
 from dataaug_multi_both.baseline import tfidf_baseline
 from dataaug_multi_both.config import config_from_dict
-from dataaug_multi_both.core import set_offline
+from dataaug_multi_both.core import UserError, set_offline
 from dataaug_multi_both.export import export_best, seed_stats
+from dataaug_multi_both.demo_job import DEMO_BASE, DemoStage, demo_space
 from dataaug_multi_both.hpo import STAGES, Objective, SearchJob, prepare_study
-from dataaug_multi_both.model import build_model, load_tokenizer, resolve_backbone
+from dataaug_multi_both.model import build_model, encoder_depth, load_tokenizer, resolve_backbone
 from dataaug_multi_both.narrow import load_report, save_space
 from dataaug_multi_both.run import evaluate, load_splits, run_config
-from dataaug_multi_both.space import base_space
+from dataaug_multi_both.space import CatKnob, base_space, params_to_config
 from dataaug_multi_both.thresholds import crossfit_macro_f1
 
-METHODS = ("two_stage", "tpe", "random", "hf_peer", "default")
+METHODS = ("two_stage", "two_stage_half", "tpe", "tpe_seeded", "random", "hf_peer", "default")
 LABELS = {
     "two_stage": "two-stage (this project)",
+    "two_stage_half": "two-stage (this project) with half the budget",
     "tpe": "single-stage TPE + median pruner",
+    "tpe_seeded": "single-stage TPE + median pruner, starting from two-stage's seed configurations",
     "random": "random search, no pruning",
     "hf_peer": "HF Trainer.hyperparameter_search (its own default space)",
     "default": "default configuration",
@@ -77,19 +85,24 @@ class Ctx:
         self.backbone = a.backbone
         self.bb = resolve_backbone(a.backbone)
         self.n_train = len(self.splits.train)
-        self.base = dict(
+        self.base = {**(DEMO_BASE if a.space == "demo" else {})}
+        self.base.update(
             max_layers=a.layers,
             max_seq_length=a.seq,
             task="criteria",
             objective="criteria",
             epochs=a.full_epochs,
             data_fraction=1.0,
-            evals_per_epoch=4,
+            evals_per_epoch=a.evals_per_epoch,
             precision="auto",
         )
         self.full_cost = a.full_epochs * self.n_train  # samples of one unpruned full-fidelity trial
         self.budget = int(round(a.budget * self.full_cost))
-        self.space = base_space(2, max_seq_lengths=(a.seq,), tasks=("criteria",))  # the full space, both stages' knobs
+        full = base_space(2, max_seq_lengths=(a.seq,), tasks=("criteria",))  # the full space, both stages' knobs
+        # the demo's space (what a few minutes can learn in), with Stage 2's thresholds knob: the same for every Optuna method
+        self.space = demo_space().replace(CatKnob("max_seq_length", (a.seq,))).replace(full["task"]) if a.space == "demo" else full
+        if a.space == "demo":
+            self.space = type(self.space)(list(self.space) + [full["decision_thresholds_per_class"]])
         self.root = Path(tempfile.mkdtemp(prefix="search_eff_"))
 
     def job(self, name, seed, stage=1, **kw):
@@ -156,10 +169,10 @@ def run_trials(ctx, job, study, space, seed, stage_budget, log, stage_name, ledg
     return spent
 
 
-def median_pruner():
-    """Stage 2's median rule (5 startup trials), from the second of 4 validation passes per epoch: the library's warm-up
-    of one epoch (of 8) would never prune a 1-epoch trial. The same pruner for two-stage's Stage 2 and single-stage TPE."""
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+def median_pruner(ctx):
+    """Stage 2's median rule as the library sets it (`hpo.NarrowStage.pruner`): 5 startup trials, one epoch of warm-up.
+    The same pruner for two-stage's Stage 2 and single-stage TPE."""
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=ctx.a.evals_per_epoch)
 
 
 def new_study(job, sampler, pruner, space):
@@ -198,11 +211,12 @@ def export_pick(ctx, job, seed, log):
 # ---------------------------------------------------------------------------------------------- the methods
 
 
-def m_two_stage(ctx, seed, log):
+def m_two_stage(ctx, seed, log, budget_share=1.0, name="two_stage"):
     a = ctx.a
-    b1 = a.stage1_share * ctx.budget
+    budget = budget_share * ctx.budget
+    b1 = a.stage1_share * budget
     j1 = ctx.job(
-        "two_stage",
+        name,
         seed,
         stage=1,
         study_name="stage1_broad",
@@ -214,10 +228,11 @@ def m_two_stage(ctx, seed, log):
             "seed": seed,
             "epochs": a.full_epochs * a.s1_epochs,
             "data_fraction": a.s1_fraction,
-            "evals_per_epoch": round(4 / a.full_epochs),
+            "evals_per_epoch": max(1, round(a.s1_evals / (a.full_epochs * a.s1_epochs))),
         },
     )
-    study1, space1 = prepare_study(j1)  # the full space, the default configuration enqueued first
+    # the full space with the default configuration enqueued first; the demo space adds DEMO_PRIORS after it
+    study1, space1 = prepare_study(j1, DemoStage() if a.space == "demo" else None)
     study1 = optuna.load_study(
         study_name=j1.study_name,
         storage=j1.storage,
@@ -235,14 +250,18 @@ def m_two_stage(ctx, seed, log):
         enqueue=a.enqueue,
         base={**ctx.base, "seed": seed},
     )
-    study2, space2 = prepare_study(j2)  # narrowed from Stage 1, its best configurations enqueued
+    try:
+        study2, space2 = prepare_study(j2)  # narrowed from Stage 1, its best configurations enqueued
+    except UserError as e:  # too small a budget for Stage 1 to narrow from: recorded, no pick
+        log(f"    stage2 not started: {e}")
+        return ledger, j2, {"stage1_samples": s1, "stage2_error": str(e), "fidelity_pairs": []}
     study2 = optuna.load_study(
         study_name=j2.study_name,
         storage=j2.storage,
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=median_pruner(),
+        pruner=median_pruner(ctx),
     )
-    run_trials(ctx, j2, study2, space2, seed, ctx.budget - s1, log, "stage2", ledger, s1)
+    run_trials(ctx, j2, study2, space2, seed, budget - s1, log, "stage2", ledger, s1)
     report = load_report(study2) or {}
     shares = {k: v["share_kept"] for k, v in report.get("knobs", {}).items()}
     pairs = []
@@ -259,11 +278,28 @@ def m_two_stage(ctx, seed, log):
     return ledger, j2, extra
 
 
+def m_two_stage_half(ctx, seed, log):
+    return m_two_stage(ctx, seed, log, budget_share=0.5, name="two_stage_half")
+
+
 def m_tpe(ctx, seed, log):
     j = ctx.job("tpe", seed, stage=2, study_name="tpe", n_trials=10_000, base={**ctx.base, "seed": seed})
-    study = new_study(j, optuna.samplers.TPESampler(seed=seed), median_pruner(), ctx.space)
+    study = new_study(j, optuna.samplers.TPESampler(seed=seed), median_pruner(ctx), ctx.space)
     ledger: list = []
     run_trials(ctx, j, study, ctx.space, seed, ctx.budget, log, "tpe", ledger, 0)
+    return ledger, j, {}
+
+
+def m_tpe_seeded(ctx, seed, log):
+    """TPE whose first trials are the configurations two-stage's Stage 1 starts from (the default, and the demo's priors):
+    what the two-stage structure adds beyond those seeds."""
+    j = ctx.job("tpe_seeded", seed, stage=2, study_name="tpe_seeded", n_trials=10_000, base={**ctx.base, "seed": seed})
+    study = new_study(j, optuna.samplers.TPESampler(seed=seed), median_pruner(ctx), ctx.space)
+    seeds = (DemoStage() if ctx.a.space == "demo" else STAGES[1]).seed_trials(j, ctx.space)
+    for t in seeds:
+        study.enqueue_trial(t["params"], user_attrs=t["user_attrs"])
+    ledger: list = []
+    run_trials(ctx, j, study, ctx.space, seed, ctx.budget, log, "tpe_seeded", ledger, 0)
     return ledger, j, {}
 
 
@@ -450,6 +486,41 @@ def m_default(ctx, seed, log):
     return rep, res.samples_seen
 
 
+def fidelity_study(ctx, n, log):
+    """`n` configurations drawn at random from the shared space, each trained at Stage 1's fidelity and at full fidelity
+    (same training seed): how well the cheap score ranks the full one over the whole space, not only Stage 1's top."""
+    a = ctx.a
+    depth = encoder_depth(ctx.bb, ctx.base["max_layers"])
+    draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=12345))
+    low = {**ctx.base, "epochs": a.full_epochs * a.s1_epochs, "data_fraction": a.s1_fraction}
+    rows = []
+    for i in range(n):
+        params = ctx.space.suggest(draw.ask())
+        row = {"params": params}
+        for name, base in (("stage1", low), ("full", ctx.base)):
+            cfg, _ = params_to_config(params, config_from_dict({**base, "seed": 0}), depth)
+            t0 = time.time()
+            rep, _res = run_config(cfg, ctx.splits, ctx.bb, predict_test=False)
+            row[name], row[f"{name}_seconds"] = rep["objective_value"], round(time.time() - t0, 1)
+        rows.append(row)
+        log(f"    fidelity #{i}: stage1 {row['stage1']:.4f} ({row['stage1_seconds']:.0f}s)  full {row['full']:.4f} ({row['full_seconds']:.0f}s)")
+    x, y = [r["stage1"] for r in rows], [r["full"] for r in rows]
+    top = sorted(range(n), key=lambda i: -x[i])[: max(1, n // 4)]
+    return {
+        "definition": (
+            "configurations drawn uniformly from the shared space (RandomSampler, seed 12345), each trained once at Stage 1's "
+            "fidelity (epochs x share, data share) and once at full fidelity with training seed 0; scores are the search "
+            "objective on validation"
+        ),
+        "n": n,
+        "spearman": spearman(x, y),
+        "stage1_top_quarter_full_ranks": [sorted(y, reverse=True).index(y[i]) + 1 for i in top],
+        "stage1_seconds_total": round(sum(r["stage1_seconds"] for r in rows), 1),
+        "full_seconds_total": round(sum(r["full_seconds"] for r in rows), 1),
+        "rows": rows,
+    }
+
+
 # ---------------------------------------------------------------------------------------------- the study
 
 
@@ -478,27 +549,37 @@ def spearman(x, y):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CI-sized: 1 seed, budget 2 full trials, 0.5 epoch, seq 32")
+    p.add_argument("--quick", action="store_true", help="CI-sized: 1 seed, budget 4 full trials, 0.5 epoch, seq 64")
     p.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; quick 1)")
-    p.add_argument("--budget", type=float, default=None, help="samples per method x seed, in full-fidelity trials (default 4; quick 2)")
-    p.add_argument("--full-epochs", type=float, default=None, help="epochs of a full-fidelity trial (default 1; quick 0.5)")
-    p.add_argument("--seq", type=int, default=None, help="max_seq_length (default 64; quick 32)")
-    p.add_argument("--layers", type=int, default=2, help="encoder layers kept (max_layers)")
+    p.add_argument("--budget", type=float, default=None, help="samples per method x seed, in full-fidelity trials (default 6; quick 4)")
+    p.add_argument("--full-epochs", type=float, default=None, help="epochs of a full-fidelity trial (default 3; quick 0.5)")
+    p.add_argument("--seq", type=int, default=None, help="max_seq_length (default 128: the demo posts' 90th percentile is 115 tokens; quick 64)")
+    p.add_argument("--layers", type=int, default=None, help="encoder layers kept (max_layers; default all)")
+    p.add_argument("--space", choices=("demo", "full"), default="demo",
+                   help="demo: the demo's base configuration (4 frozen layers, lr 1e-3) and space (demo_job.demo_space, with its priors in "
+                        "Stage 1); full: the library defaults and space.base_space (a 2-layer cut of MiniLM scored below the TF-IDF floor there)")
+    p.add_argument("--evals-per-epoch", type=int, default=2, help="validation passes per epoch of a full-fidelity trial")
     p.add_argument("--backbone", default="minilm", help="minilm (packaged) or tiny (random, for tests)")
-    p.add_argument("--stage1-share", type=float, default=0.4, help="share of the two-stage budget Stage 1 gets")
-    p.add_argument("--s1-epochs", type=float, default=0.5, help="Stage 1 trial length as a share of the full epochs")
+    p.add_argument("--stage1-share", type=float, default=0.25, help="share of the two-stage budget Stage 1 gets")
+    p.add_argument("--s1-epochs", type=float, default=1 / 3, help="Stage 1 trial length as a share of the full epochs")
     p.add_argument("--s1-fraction", type=float, default=0.5, help="Stage 1 share of the training posts")
+    p.add_argument("--s1-evals", type=int, default=4, help="validation passes in a Stage 1 trial (the successive-halving rungs)")
     p.add_argument("--reduction-factor", type=int, default=2, help="Stage 1 successive halving")
     p.add_argument("--top-k", type=int, default=6, help="Stage 1 trials the narrowing rests on")
-    p.add_argument("--enqueue", type=int, default=4, help="Stage 1 best configurations re-run first in Stage 2")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--enqueue", type=int, default=3, help="Stage 1 best configurations re-run first in Stage 2")
+    p.add_argument("--methods", default=",".join(METHODS) + ",fidelity",
+                   help=f"comma-separated, from {', '.join(METHODS)} and fidelity (random configurations at both fidelities)")
+    p.add_argument("--fidelity-configs", type=int, default=None, help="configurations the fidelity part trains twice (default 12; quick 3)")
+    p.add_argument("--update", action="store_true", help="merge what this run measures into the JSON at --out (same settings) "
+                   "instead of replacing it")
     p.add_argument("--out", default="bench/results/search_efficiency.json")
     a = p.parse_args()
     q = a.quick
     a.seeds = a.seeds or (1 if q else 3)
-    a.budget = a.budget or (2.0 if q else 4.0)
-    a.full_epochs = a.full_epochs or (0.5 if q else 1.0)
-    a.seq = a.seq or (32 if q else 64)
+    a.budget = a.budget or (4.0 if q else 6.0)
+    a.full_epochs = a.full_epochs or (0.5 if q else 3.0)
+    a.seq = a.seq or (64 if q else 128)
+    a.fidelity_configs = a.fidelity_configs or (3 if q else 12)
     set_offline()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -514,12 +595,12 @@ def main():
     from dataaug_multi_both.demo_job import calibrate
 
     speed = calibrate({**ctx.base}, ctx.splits, ctx.bb, share=0.1 if not q else 0.03)
-    searches = sum(m in methods for m in ("two_stage", "tpe", "random", "hf_peer"))
+    searches = sum(m in methods for m in ("two_stage", "tpe", "tpe_seeded", "random", "hf_peer")) + 0.5 * ("two_stage_half" in methods)
     samples = a.seeds * (searches * ctx.budget + (searches + ("default" in methods)) * ctx.full_cost * 1.5)
     trials = a.seeds * (searches * a.budget * 2.5 + searches + 1)
     est = samples * speed.post_seconds + trials * (speed.fixed_seconds + 2 * a.full_epochs * speed.eval_seconds)
     log(
-        f"search efficiency: {a.backbone} x{a.layers} layers, seq {a.seq}, {ctx.n_train} training posts, full trial = "
+        f"search efficiency: {a.backbone} x{a.layers or 'all'} layers, {a.space} space, seq {a.seq}, {ctx.n_train} training posts, full trial = "
         f"{a.full_epochs:g} epoch ({ctx.full_cost:.0f} samples), budget {a.budget:g} full trials = {ctx.budget} samples per "
         f"method x seed, {a.seeds} seed(s), methods {', '.join(methods)}"
     )
@@ -550,13 +631,22 @@ def main():
             "stage2": {
                 "top_k": a.top_k,
                 "enqueue": a.enqueue,
-                "pruner": "median (5 startup trials, prunes from the 2nd of 4 validation passes per epoch), as TPE's",
+                "pruner": "median (5 startup trials, one epoch of warm-up), as TPE's",
             },
             "task": "criteria",
             "objective": "cross-fitted validation macro-F1 over posts",
             "precision": "auto",
-            "space": "space.base_space(2) with max_seq_length fixed and task=criteria (same for two_stage, tpe, random)",
-            "hf_space": "transformers default_hp_space_optuna: learning_rate 1e-6..1e-4 log, num_train_epochs 1..5, seed 1..40, batch 4..64",
+            "space": (
+                "demo_job.demo_space() + decision_thresholds_per_class, max_seq_length fixed, task=criteria; base DEMO_BASE"
+                if a.space == "demo"
+                else "space.base_space(2) with max_seq_length fixed and task=criteria"
+            )
+            + " (the same for two_stage, tpe, random; two-stage's Stage 1 starts with the default configuration"
+            + (" and DEMO_PRIORS)" if a.space == "demo" else ")"),
+            "space_knobs": {k.name: dataclasses.asdict(k) for k in ctx.space} if dataclasses.is_dataclass(next(iter(ctx.space))) else None,
+            "base": ctx.base,
+            "hf_space": "transformers default_hp_space_optuna: learning_rate 1e-6..1e-4 log, num_train_epochs 1..5, seed 1..40, batch 4..64, "
+            "on the same model as the base configuration (its frozen layers frozen), fp32 (Trainer's default), plain BCE, no length grouping",
             "samples_counting": "complete trials: TrainResult.samples_seen; pruned: epoch at the pruning pass x posts trained on; HF: steps x batch (an epoch's last, partial batch counted as it is)",
             "pick_and_test": "pick = best search-time validation objective; re-trained once with seed 1000+s and scored on test (export.export_best; HF: Trainer + run.evaluate)",
             "calibration": dataclasses.asdict(speed),
@@ -565,9 +655,12 @@ def main():
         "methods": {},
         "labels": LABELS,
     }
-    fns = {"two_stage": m_two_stage, "tpe": m_tpe, "random": m_random, "hf_peer": m_hf_peer}
+    fns = {"two_stage": m_two_stage, "two_stage_half": m_two_stage_half, "tpe": m_tpe, "tpe_seeded": m_tpe_seeded, "random": m_random, "hf_peer": m_hf_peer}
+    unknown = [m for m in methods if m not in METHODS and m != "fidelity"]
+    if unknown:
+        raise SystemExit(f"error: unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}, fidelity")
     for m in methods:
-        if m == "default":
+        if m in ("default", "fidelity"):
             continue
         runs = []
         for s in range(a.seeds):
@@ -629,6 +722,21 @@ def main():
         "val": seed_stats([t["val_macro_f1"] for t in tf]),
         "test": seed_stats([t["test_macro_f1"] for t in tf]),
     }
+
+    if "fidelity" in methods:
+        log(f"[fidelity] {a.fidelity_configs} random configurations at both fidelities (elapsed {(time.time() - t_start) / 60:.1f} min)")
+        out["fidelity"] = fidelity_study(ctx, a.fidelity_configs, log)
+    if a.update and Path(a.out).is_file():  # merge into an earlier run with the same settings
+        old = json.loads(Path(a.out).read_text())
+        keys = ("backbone", "layers", "max_seq_length", "full_epochs", "budget_samples", "quick", "stage1", "stage2", "base")
+        diff = [k for k in keys if old["settings"].get(k) != json.loads(json.dumps(out["settings"].get(k), default=float))]
+        if diff:
+            raise SystemExit(f"error: --update: {a.out} was measured with other settings ({', '.join(diff)}): rerun without --update")
+        out["methods"] = {**old["methods"], **out["methods"]}
+        if "fidelity" not in out and "fidelity" in old:
+            out["fidelity"] = old["fidelity"]
+        out["earlier_runs"] = old.get("earlier_runs", []) + [{**old["run"], "methods": list(old["methods"])}]
+        out["settings"]["calibration"] = old["settings"]["calibration"]
 
     # ---- summaries
     for d in out["methods"].values():
@@ -701,16 +809,29 @@ def main():
             m: (ts["test"]["mean"] > out["methods"][m]["test"]["mean"]) if out["methods"].get(m, {}).get("test", {}).get("n") else None
             for m in ("hf_peer", "random")
         }
+        half = out["methods"].get("two_stage_half", {}).get("test", {})
         summ["goal"] = {
             "two_stage_test_mean": ts["test"]["mean"],
+            "two_stage_half_test_mean": half.get("mean") if half.get("n") else None,
             "tpe_test_mean": tpe["test"]["mean"],
             "two_stage_test_at_full_budget_ge_tpe": ts["test"]["mean"] >= tpe["test"]["mean"],
+            # the goal as the issue states it: two-stage given HALF the budget, its pick re-trained and scored on test,
+            # reaches single-stage TPE's final test macro-F1 (mean over seeds)
+            "half_budget_test_ge_tpe": bool(half.get("n")) and half["mean"] >= tpe["test"]["mean"],
+            # the anytime view of the full-budget run: when its best-so-far full-fidelity validation score first reached TPE's
             "compute_ratio_to_reach_tpe_val": ratio,
             "reached_in_every_seed": all_reached,
-            "half_compute_met": bool(all_reached and ratio is not None and ratio <= 0.5 and ts["test"]["mean"] >= tpe["test"]["mean"]),
+            "half_compute_met_on_val_curve": bool(all_reached and ratio is not None and ratio <= 0.5),
             "beats_at_equal_compute": beats,
         }
-        summ["goal"]["met"] = bool(summ["goal"]["half_compute_met"] and all(v is True for v in beats.values()))
+        tps = out["methods"].get("tpe_seeded", {}).get("test", {})
+        if tps.get("n"):  # not part of the goal: the same comparisons against TPE given two-stage's seed configurations
+            summ["goal"]["vs_tpe_seeded"] = {
+                "tpe_seeded_test_mean": tps["mean"],
+                "two_stage_test_ge": ts["test"]["mean"] >= tps["mean"],
+                "two_stage_half_test_ge": bool(half.get("n")) and half["mean"] >= tps["mean"],
+            }
+        summ["goal"]["met"] = bool(summ["goal"]["half_budget_test_ge_tpe"] and all(v is True for v in beats.values()))
     out["summary"] = summ
     load1 = os.getloadavg()
     out["run"] = {
@@ -718,13 +839,22 @@ def main():
         "load_start": [round(x, 2) for x in load0],
         "load_end": [round(x, 2) for x in load1],
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu_name(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "methods": methods,
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1, default=float) + "\n")
     shutil.rmtree(ctx.root, ignore_errors=True)
     print_table(out)
     log(f"wrote {a.out}; wall {out['run']['wall_seconds'] / 60:.1f} min, load {load0[0]:.1f} -> {load1[0]:.1f}")
+
+
+def _cpu_name():
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return None
 
 
 def _f(s):
@@ -745,6 +875,10 @@ def print_table(out):
             )
     if "fidelity_rank" in s:
         print(f"Stage1<->Stage2 Spearman: {s['fidelity_rank']['spearman']} over {s['fidelity_rank']['n']} configurations")
+    if "fidelity" in out:
+        f = out["fidelity"]
+        print(f"random configurations at both fidelities: Spearman {f['spearman']} over {f['n']}; Stage 1's top quarter ranks "
+              f"{f['stage1_top_quarter_full_ranks']} at full fidelity")
     if "volume_kept" in s:
         print(f"volume kept by narrowing: {s['volume_kept']['per_seed']}")
     if "goal" in s:
