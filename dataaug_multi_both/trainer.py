@@ -118,7 +118,8 @@ def make_optimizer(cfg:TrainConfig, # learning rate, decay, optimiser and its kn
         if no_decay: param_groups.append({'params': no_decay, 'lr': lr, 'weight_decay': 0.0, 'name': name})
     if cfg.optimizer == 'sgd': return torch.optim.SGD(param_groups, lr=cfg.learning_rate, momentum=cfg.momentum)
     opt = torch.optim.AdamW if cfg.optimizer == 'adamw' else torch.optim.Adam
-    return opt(param_groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+    fused = all(p.device.type in ('cpu', 'cuda') and p.is_floating_point() for g in param_groups for p in g['params'])
+    return opt(param_groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon, fused=fused or None)
 
 # %% ../nbs/09_trainer.ipynb #0971601a
 def make_scheduler(cfg:TrainConfig, # scheduler type, warmup ratio and cycle length
