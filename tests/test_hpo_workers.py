@@ -274,8 +274,8 @@ def test_pruners_fire_with_the_default_settings(tmp_path, demo_dir):
     assert all(t.user_attrs["pruned_at"]["index"] >= 1 for t in study.trials if t.state == TrialState.PRUNED)
     # 7 trials after the 5 startup ones: the sampler's seed is new per process, and on a CPU where the barely-trained
     # tiny models tie, 3 of them once all stayed at or above the median (CI, stop 14)
-    s2 = run_stage(_job(tmp_path, demo_dir, stage=2, n_trials=12, top_k=6, enqueue=2,
-                        base={"epochs": 2, "evals_per_epoch": 2}, **common))
+    run_stage(_job(tmp_path, demo_dir, stage=2, n_trials=12, top_k=6, enqueue=2,
+              base={"epochs": 2, "evals_per_epoch": 2}, **common))
     study2 = optuna.load_study(study_name="stage2_exploit", storage=storage)
     pruned = [t for t in study2.trials if t.state == TrialState.PRUNED]
     assert pruned, [(t.number, t.intermediate_values) for t in study2.trials]  # the median rule, after 5 startup trials and one warm-up epoch
