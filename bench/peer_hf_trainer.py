@@ -2,7 +2,9 @@
 
 Same demo data and split, same model (the packaged MiniLM cut to its first `--layers` layers, mean pooling, the same
 MLP head), same sequence length, batch, epochs, learning rate and precision (fp32), dynamic padding in both. The runs
-alternate (project, HF, project, HF, ...) so that a busy machine slows both alike. Printed per run: wall seconds
+alternate (project, HF, project, HF, ...) so that a busy machine slows both alike. Both evaluate on validation once per
+epoch (the project's trainer scores every epoch to prune and to tune thresholds; the peer with `eval_strategy="epoch"`,
+as a user who picks a checkpoint or tunes thresholds runs it), then predict test. Printed per run: wall seconds
 (model build to test predictions) and test macro-F1; then the wall-time ratio project / HF.
 
 Two project variants: `equal` matches the peer knob for knob (post head only, one learning rate, plain BCE, threshold 0.5 on test,
@@ -77,7 +79,7 @@ def peer(cfg, splits):
         warmup_steps=int(cfg.warmup_ratio * np.ceil(len(splits.train) / cfg.batch_size) * cfg.epochs),
         lr_scheduler_type="linear",
         max_grad_norm=cfg.gradient_clip_val,
-        eval_strategy="no",
+        eval_strategy="epoch",  # one validation pass per epoch, as the project's run (evals_per_epoch=1)
         save_strategy="no",
         logging_strategy="no",
         report_to=[],
@@ -92,6 +94,7 @@ def peer(cfg, splits):
         model=model,
         args=args,
         train_dataset=rows(splits.train),
+        eval_dataset=rows(splits.val),
         data_collator=DataCollatorWithPadding(tok, pad_to_multiple_of=cfg.pad_to_multiple_of),
     )
     with warnings.catch_warnings():

@@ -132,3 +132,37 @@ def test_cli_task_both_on_data_without_sentences_exits_2(tmp_path):
                                   "--data-dir", str(d), "--task", "both", "--model", "tiny", "--trials", "1", "--no-progress"))
     assert "needs sentence annotations" in line
     assert optuna.get_all_study_names(storage) == []                           # nothing created on bad input
+
+
+def _sentence_data(tmp_path, n=40, bad=()):
+    """`n` posts of two sentences each, the first one annotated as evidence; rows of posts in `bad` name a sentence
+    their post does not hold."""
+    syms = ["DEPRESSED_MOOD", "SLEEP_ISSUES"]
+    posts = [(f"p{i}", f"{'I feel empty and sad all day' if i % 2 else 'I cannot sleep at night'} number {i}. The bus was late again.")
+             for i in range(n)]
+    ann = [(f"p{i}", f"p{i}_0", ("A sentence that is nowhere." if i in bad else posts[i][1].split(". ")[0] + "."), syms[i % 2], 1, "e")
+           for i in range(n)]
+    return write_redsm5(tmp_path / "data", posts, ann)
+
+
+def test_cli_task_both_with_no_sentence_found_exits_2_and_writes_nothing(tmp_path):
+    d = _sentence_data(tmp_path, bad=range(40))
+    out = tmp_path / "out"
+    line = one_error_line(run_cli("cli.train", "--data-dir", str(d), "--task", "both", "--out", str(out), "--model", "tiny",
+                                  "--epochs", "1", "--max-seq-length", "32", "--no-progress"))
+    assert "none of the 40 sentence_text values" in line, line
+    assert not out.exists()
+
+
+def test_cli_task_both_with_some_sentences_missing_warns_once_and_trains(tmp_path):
+    d = _sentence_data(tmp_path, bad=(3, 7, 11))
+    out = tmp_path / "out"
+    proc = run_cli("cli.train", "--data-dir", str(d), "--task", "both", "--out", str(out), "--model", "tiny",
+                   "--epochs", "1", "--max-seq-length", "32", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warned = [ln for ln in proc.stderr.splitlines() if "annotation rows name a sentence not found" in ln]
+    assert len(warned) == 1 and "3 of 40" in warned[0], proc.stderr
+    rep = __import__("json").loads((out / "evaluation_report.json").read_text())
+    assert rep["task"] == "both" and 0.0 <= rep["test_evidence_macro_f1"] <= 1.0
+    counts = rep["evidence_counts"]
+    assert sum(c["unmapped"] for c in counts.values()) == 3                     # the 3 rows, counted in the split that holds them

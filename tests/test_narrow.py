@@ -45,6 +45,9 @@ DISTS = {
     "optimizer": CategoricalDistribution(["adam", "adamw", "sgd"]),
     "momentum": FloatDistribution(0.0, 0.95),
     "pooling": CategoricalDistribution(["cls", "mean", "max"]),
+    "task": CategoricalDistribution(["both", "criteria"]),
+    "evidence_loss_weight": FloatDistribution(0.1, 3.0, log=True),
+    "evidence_pooling": CategoricalDistribution(["mean", "max"]),
 }
 
 
@@ -346,3 +349,18 @@ def test_space_is_stored_on_postgresql():
         assert load_space(again) == space and load_report(again) == report
     finally:
         optuna.delete_study(storage=url, study_name=name)
+
+
+def test_stage2_narrows_the_evidence_knobs_from_task_both_trials():
+    # Stage 1 trials with task=both carry the evidence knobs; criteria trials do not (the knobs are conditional)
+    both = [({"task": "both", "evidence_loss_weight": w, "evidence_pooling": p}, 2.0 + w)
+            for w, p in ((0.8, "mean"), (1.0, "max"), (1.2, "mean"), (1.5, "mean"), (0.9, "mean"))]
+    rows = both + [({"task": "criteria"}, 1.0)] * 3
+    base = base_space(2)
+    space, report = narrow_space(plain_study(rows).trials, base, top_k=8, top_categories=1)
+    w = space["evidence_loss_weight"]
+    assert base["evidence_loss_weight"].low < w.low and w.high < base["evidence_loss_weight"].high   # narrowed, not kept
+    assert 0.8 <= w.low < w.high <= 1.5
+    assert sorted(report["knobs"]["evidence_loss_weight"]["values"]) == [0.8, 0.9, 1.0, 1.2, 1.5]    # the 5 task=both trials
+    assert space["evidence_pooling"].choices == ("mean",)                       # 4 of 5 and the best trial used mean
+    assert space["task"].choices == ("both",)                                   # 5 of 8 and the best trial

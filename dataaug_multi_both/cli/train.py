@@ -5,7 +5,7 @@
 # %% ../../nbs/20_cli_train.ipynb #6a9ccb3d
 from __future__ import annotations
 from fastcore.imports import IN_IPYTHON
-import argparse, dataclasses, re, sys, tempfile, time
+import argparse, dataclasses, re, sys, tempfile, time, warnings
 from pathlib import Path
 
 from ..core import Parser, UserError, cli_entry, set_offline, writable_dir
@@ -78,12 +78,14 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     out = Path(args.out or Path('experiments')/'runs'/time.strftime('%Y%m%d-%H%M%S'))
     _check_out(out)
     from dataaug_multi_both.model import resolve_backbone
-    from dataaug_multi_both.run import load_splits, run_config
+    from dataaug_multi_both.run import load_splits, run_config, search_objective
     backbone = resolve_backbone(args.model)
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')
     splits = load_splits(args.data_dir, args.split_seed, args.include_special_case)
+    with warnings.catch_warnings():                      # --task both on data with no usable sentence: an error before anything
+        warnings.simplefilter('ignore'); search_objective(cfg, splits)   # is written (its partial-mismatch warning comes once, from training)
     writable_dir(out)                                    # created only once the input has been checked
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     print(f'training {args.model} on {len(splits.train)} posts of {data_source(args.data_dir)} (val {len(splits.val)}, test {len(splits.test)}), '
