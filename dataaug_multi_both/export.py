@@ -8,18 +8,16 @@ import argparse, dataclasses, json, math, sys, time
 from pathlib import Path
 from typing import Callable
 
-from .core import SPECIAL_CASE, UserError, atomic_write_bytes, atomic_write_json, redact_url, set_offline, versions, writable_dir
+from .core import DISCLAIMER, SPECIAL_CASE, UserError, atomic_write_bytes, atomic_write_json, redact_url, set_offline, versions, writable_dir
 from .config import config_from_dict
 from .demo import as_data_dir, data_source
 from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'DEFAULT_STUDY', 'best_trial', 'trial_setup', 'seed_stats', 'export_readme', 'export_best',
-           'add_export_args', 'export_main']
+__all__ = ['DEFAULT_STUDY', 'best_trial', 'trial_setup', 'seed_stats', 'export_readme', 'export_best', 'add_export_args',
+           'export_main']
 
 # %% ../nbs/18_export.ipynb #d736c7aa
-DISCLAIMER = ('Research artefact: scores social-media text for language related to DSM-5 depression criteria. '
-              'It is not a diagnosis and must not be used to make clinical or personal decisions.')
 DEFAULT_STUDY = 'stage2_exploit'
 
 # %% ../nbs/18_export.ipynb #18ab34dc

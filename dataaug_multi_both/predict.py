@@ -11,15 +11,14 @@ from typing import IO, Any
 
 import numpy as np
 
-from .core import UserError, atomic_write_bytes
+from .core import DISCLAIMER, NOT_A_DIAGNOSIS, UserError, atomic_write_bytes
 
 # %% auto #0
-__all__ = ['NOTE', 'HEADER', 'Predictor', 'load_predictor', 'read_posts', 'Scores', 'score_texts', 'predict_posts',
-           'post_evidence', 'write_predictions', 'check_output_path', 'evidence_section', 'evidence_html']
+__all__ = ['HEADER', 'Predictor', 'load_predictor', 'read_posts', 'Scores', 'score_texts', 'predict_posts', 'post_evidence',
+           'write_predictions', 'check_output_path', 'evidence_section', 'evidence_html']
 
 # %% ../nbs/19_predict.ipynb #85a157b8
-NOTE = 'research tool, not a diagnosis'
-HEADER = (f'{NOTE}: each probability says how much a post\'s wording resembles annotated evidence for a DSM-5 '
+HEADER = (f'{NOT_A_DIAGNOSIS}: each probability says how much a post\'s wording resembles annotated evidence for a DSM-5 '
           'criterion; "flagged" lists the criteria at or above their threshold tuned on validation; with an evidence model, "evidence" gives each '
           'flagged criterion\'s top sentences and "evidence_sentences" every sentence at or above a criterion\'s evidence threshold '
           '(tuned on validation sentences). Not a judgement about the writer.')
@@ -271,7 +270,6 @@ def evidence_section(posts:list[tuple[str, str]], # (post_id, text) pairs
                     ) -> str:
     "An HTML fragment: the disclaimer, then each post with each flagged criterion's evidence sentences highlighted."
     import html
-    from dataaug_multi_both.export import DISCLAIMER
     sub = f'h{min(int(heading[1]) + 1, 6)}'
     parts = [f'<div class="evidence"><p style="background:#fff3cd;padding:.6em 1em;border:1px solid #e0c36a"><b>{html.escape(DISCLAIMER)}</b> '
              'Highlighted sentences are those the model scores as most like annotated evidence for a criterion it flagged '
@@ -295,5 +293,5 @@ def evidence_html(posts:list[tuple[str, str]], # (post_id, text) pairs
                   rows:list[dict] # from `predict_posts` with a task=both model (rows carry `evidence`)
                  ) -> str:
     "A self-contained HTML page of `evidence_section`."
-    return ('<!doctype html><meta charset="utf-8"><title>Evidence (research artefact, not a diagnosis)</title>'
+    return (f'<!doctype html><meta charset="utf-8"><title>Evidence ({NOT_A_DIAGNOSIS})</title>'
             '<style>body{font:15px/1.5 sans-serif;max-width:52em;margin:2em auto}</style>\n' + evidence_section(posts, rows, 'h2'))

@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from .core import UserError, atomic_write_bytes, atomic_write_json, redact_url, versions, writable_dir
+from .core import DISCLAIMER, UserError, atomic_write_bytes, atomic_write_json, redact_url, versions, writable_dir
 from .demo import as_data_dir, data_source
 from .storage import open_storage
 from .narrow import load_report, ranked_trials
@@ -19,9 +19,9 @@ from . import plots
 import numpy as np
 
 # %% auto #0
-__all__ = ['SMALL_SAMPLE', 'STATES', 'KEY_PARAMS', 'DEFAULT_STAGE1', 'DISCLAIMER', 'CSS', 'load_study', 'trial_report',
-           'tfidf_floor', 'evidence_examples', 'searched', 'export_scores', 'study_summary', 'format_summary',
-           'plotly_js', 'write_report']
+__all__ = ['SMALL_SAMPLE', 'STATES', 'KEY_PARAMS', 'DEFAULT_STAGE1', 'CSS', 'load_study', 'trial_report', 'tfidf_floor',
+           'evidence_examples', 'searched', 'export_scores', 'study_summary', 'format_summary', 'plotly_js',
+           'write_report']
 
 # %% ../nbs/17_report.ipynb #befd8194
 def _open_storage(url:str):
@@ -279,10 +279,6 @@ def format_summary(summary:dict # what `study_summary` returned
     return '\n'.join(lines)
 
 # %% ../nbs/17_report.ipynb #90bd1eb8
-DISCLAIMER = ('Research artefact, not a diagnosis. These scores measure how well a model flags DSM-5 depression criteria '
-              'in posts of a research data set; they say nothing about any person and must not be used to diagnose, '
-              'screen or triage anyone.')
-
 def plotly_js() -> bytes:
     "The installed plotly package's own plotly.min.js."
     f = resources.files('plotly')/'package_data'/'plotly.min.js'

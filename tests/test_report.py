@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from dataaug_multi_both import plots
 from dataaug_multi_both.core import UserError
 from dataaug_multi_both.narrow import clip_params, load_report, narrow_space, ranked_trials, save_space
-from dataaug_multi_both.report import DISCLAIMER, format_summary, load_study, study_summary, write_report
+from dataaug_multi_both.core import DISCLAIMER
+from dataaug_multi_both.report import format_summary, load_study, study_summary, write_report
 from dataaug_multi_both.space import base_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastcore.docments import docments
 
-from ..core import Parser, cli_entry, set_offline
+from ..core import DISCLAIMER, Parser, cli_entry, set_offline
 from ..config import TrainConfig
 from ..storage import DEFAULT_STORAGE
 from ..hpo import STAGES, SearchJob, run_stage
@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     from dataaug_multi_both.export import add_export_args
     p = Parser(prog='python -m dataaug_multi_both.cli.hpo',
         description='Two-stage Optuna search for fine-tuning an encoder to detect DSM-5 depression criteria. '
-                    'Research tool: outputs are not a diagnosis.')
+                    + DISCLAIMER)
     sub = p.add_subparsers(dest='command', required=True)
     add_job_flags(sub.add_parser('stage1', help='broad, cheap search with successive-halving pruning'), 1)
     add_job_flags(sub.add_parser('stage2', help='narrow, full search over the space narrowed from Stage 1'), 2)

@@ -8,7 +8,7 @@ from fastcore.imports import IN_IPYTHON
 import argparse, dataclasses, re, sys, tempfile, time
 from pathlib import Path
 
-from ..core import Parser, UserError, cli_entry, set_offline, writable_dir
+from ..core import DISCLAIMER, Parser, UserError, cli_entry, set_offline, writable_dir
 from ..config import TrainConfig, config_from_dict, load_config_file
 from ..demo import as_data_dir, data_source
 
@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     "The `train` command's arguments."
     p = Parser(prog='python -m dataaug_multi_both.cli.train',
         description='Fine-tune one configuration on ReDSM5-format data, tune thresholds on validation, score on test '
-                    'and write DIR/evaluation_report.json. Research tool: its outputs are not a diagnosis.')
+                    f'and write DIR/evaluation_report.json. {DISCLAIMER}')
     p.add_argument('--config', help='JSON or YAML file of knobs (flags override it)')
     p.add_argument('--data-dir', help='directory with redsm5_posts.csv and redsm5_annotations.csv (default: the generated demo corpus)')
     p.add_argument('--model', default='minilm', help="'minilm' (packaged all-MiniLM-L6-v2), 'tiny' (random small encoder), a local model directory or a cached model id")
