@@ -23,7 +23,7 @@ from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
 __all__ = ['STAGES', 'OBJECTIVE_NAME', 'SearchJob', 'config_params', 'study_objective', 'Stage', 'BroadStage', 'NarrowStage',
-           'TrialRecord', 'trial_dir', 'worker_identity', 'worker_alive', 'reclaim_trials', 'trials_done',
+           'TrialRecord', 'trial_dir', 'trial_dirs', 'worker_identity', 'worker_alive', 'reclaim_trials', 'trials_done',
            'state_counts', 'sampler_seed', 'best_numbers', 'prune_checkpoints', 'remove_temp_files', 'sync_reports',
            'Objective', 'preflight', 'prepare_study', 'run_worker', 'run_stage']
 
@@ -174,12 +174,24 @@ class TrialRecord:
         d = trial.user_attrs.get(cls.ATTR)
         return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}) if isinstance(d, dict) else None
 
+# %% ../nbs/16_hpo.ipynb #dd805ef6
 def trial_dir(experiments_dir:str|Path, # the search's --experiments-dir
               study_name:str, # the study
               number:int # the trial number
              ) -> Path:
     "Where a trial's evaluation report and checkpoint live."
     return Path(experiments_dir)/study_name/f'trial_{number}'
+
+# %% ../nbs/16_hpo.ipynb #c0e6ffea
+def trial_dirs(experiments_dir:str|Path, # the search's --experiments-dir
+               study_name:str # the study
+              ) -> dict[int, Path]:
+    "The study's existing trial directories, by trial number."
+    home, out = trial_dir(experiments_dir, study_name, 0).parent, {}
+    for p in sorted(home.iterdir()) if home.is_dir() else ():
+        tail = p.name.rpartition('_')[2]
+        if tail.isdigit() and p.is_dir() and trial_dir(experiments_dir, study_name, int(tail)) == p: out[int(tail)] = p
+    return out
 
 # %% ../nbs/16_hpo.ipynb #c9ccfe6a
 def _boot_id() -> str:
@@ -252,9 +264,9 @@ def prune_checkpoints(study:optuna.Study, # the study
     "Delete checkpoints of trials outside the best `k`; return what was deleted."
     keep = set(best_numbers(study, job.keep_best_k))
     gone = []
-    for ck in (Path(job.experiments_dir)/job.study_name).glob('trial_*/checkpoint'):
-        if int(ck.parent.name.split('_')[1]) not in keep:
-            shutil.rmtree(ck, ignore_errors=True); gone.append(ck)
+    for n, d in trial_dirs(job.experiments_dir, job.study_name).items():
+        if n not in keep and (d/'checkpoint').exists():
+            shutil.rmtree(d/'checkpoint', ignore_errors=True); gone.append(d/'checkpoint')
     return gone
 
 def remove_temp_files(study:optuna.Study, # the study
@@ -263,11 +275,11 @@ def remove_temp_files(study:optuna.Study, # the study
     "Remove temporary files and folders that killed writers left in trial directories of trials no longer running."
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     gone = []
-    d = Path(job.experiments_dir)/job.study_name
-    for tmp in [*d.glob('trial_*/.*.tmp'), *d.glob('trial_*/.*.old')]:
-        if int(tmp.parent.name.split('_')[1]) in running: continue
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        gone.append(tmp)
+    for n, d in trial_dirs(job.experiments_dir, job.study_name).items():
+        if n in running: continue
+        for tmp in [*d.glob('.*.tmp'), *d.glob('.*.old')]:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            gone.append(tmp)
     return gone
 
 # %% ../nbs/16_hpo.ipynb #f87563a6
@@ -529,7 +541,8 @@ def _follow(job, study, procs, before, deadline):
         time.sleep(1.0)
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        best = max((t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None), default=None)
+        ranked = ranked_trials(trials, study.direction)
+        best = ranked[0].value if ranked else None
         running = [f'#{t.number} pass {max(t.intermediate_values)}' if t.intermediate_values else f'#{t.number} starting'
                    for t in trials if t.state == TrialState.RUNNING]
         bar.n = min(job.n_trials, len(done))
