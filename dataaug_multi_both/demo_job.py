@@ -239,7 +239,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
 def _stage_line(s:dict) -> str:
     c = s['counts']; n = max(1, sum(c.values()))
     return (f"{s['study']}: {c['COMPLETE']} complete, {c['PRUNED']} pruned ({c['PRUNED'] / n:.0%}), {c['FAIL']} failed"
-            f" in {s['seconds']:.0f}s; best val macro-F1 {s.get('best_value', float('nan')):.4f}")
+            f" in {s['seconds']:.0f}s; best {s.get('objective', 'objective')} {s.get('best_value', float('nan')):.4f}")
 
 def demo_lines(out:dict # what `run_demo` returns
               ) -> list[str]:

@@ -20,7 +20,7 @@ from .storage import DEFAULT_STORAGE, open_storage
 from .space import params_to_config
 from .narrow import ranked_trials
 from .model import encoder_depth, resolve_backbone, save_classifier
-from .run import load_splits, run_config
+from .run import OBJECTIVE_LABELS, load_splits, run_config
 from .hpo import STAGES, TrialRecord, trial_dir
 from .hf import save_for_transformers
 
@@ -110,14 +110,18 @@ def export_readme(summary:dict # what `export_best` writes to export_summary.jso
     s, t, v = summary, summary['test_macro_f1'], summary['val_macro_f1']
     cfg = s['config']
     labels = ', '.join(s['label_names'])
+    objective = OBJECTIVE_LABELS.get(s.get('objective'), 'objective')
+    ev = {k: x for k, x in (s.get('evidence') or {}).items() if x.get('n')}
+    ev_line = ('' if not ev else '\nEvidence (sentences) on test: ' + ', '.join(
+        f"{k.removeprefix('test_evidence_').replace('_', ' ')} {x['mean']:.4f} ± {x['std']:.4f}" for k, x in ev.items()) + '.')
     return f"""# DSM-5 criteria classifier: {s['study']} trial {s['trial']}
 
 **{DISCLAIMER}**
 
 A `{s['backbone']}` encoder fine-tuned to flag, per post, language related to each of these criteria: {labels}.
-Search-time validation macro-F1 {s['search_value']:.4f}; re-trained with seeds {', '.join(map(str, s['seeds']))}:
-validation macro-F1 {v['mean']:.4f} ± {v['std']:.4f}, test macro-F1 {t['mean']:.4f} ± {t['std']:.4f}
-(adjusted score {s['adjusted_score']:.4f} = mean - 0.1 × std). The model in `model/` is seed {s['exported']['seed']},
+The search's objective ({objective}) of this trial: {s['search_value']:.4f}. Re-trained with seeds
+{', '.join(map(str, s['seeds']))}: validation macro-F1 {v['mean']:.4f} ± {v['std']:.4f}, test macro-F1 {t['mean']:.4f} ± {t['std']:.4f}
+(adjusted score {s['adjusted_score']:.4f} = mean - 0.1 × std).{ev_line} The model in `model/` is seed {s['exported']['seed']},
 chosen by validation macro-F1; its decision thresholds ({s['exported']['threshold_mode']}) were tuned on validation.
 Details: `export_summary.json`; each seed's report: `seeds/seed_<n>/evaluation_report.json`.
 
@@ -130,7 +134,10 @@ python -m dataaug_multi_both.cli.predict --export-dir . --input posts.csv --outp
 ```
 
 `posts.csv` needs a `text` column (`post_id` optional); JSONL with `text` fields, a plain text file with one post per
-line, or `-` for stdin also work. The output lists, per post, the criteria flagged and each probability.
+line, or `-` for stdin also work. The output lists, per post, the criteria flagged and each probability.{'''
+With the evidence head, each row also has `evidence` (each flagged criterion's top sentences, with their scores and
+character spans) and `evidence_sentences` (every sentence at or above a criterion's evidence threshold, tuned on
+validation sentences); add `--html evidence.html` to get a page with those sentences highlighted in each post.''' if s.get('task') == 'both' else ''}
 
 ```python
 from dataaug_multi_both.predict import load_predictor, predict_posts
