@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_config.ipynb #e72953be
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, json, re
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from .core import UserError
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULERS', 'POOLINGS', 'AUG_METHODS', 'TRUNCATION_SIDES', 'THRESHOLD_MODES', 'TASKS',
            'EVIDENCE_POOLINGS', 'OBJECTIVES', 'PRECISIONS', 'EFFECTIVE_BATCHES', 'LOSSES', 'LossSpec', 'losses_reading',
-           'TrainConfig', 'validate', 'config_from_dict', 'load_config_file']
+           'TrainConfig', 'validate', 'config_from_dict', 'load_config_file', 'fit_batch', 'spell_choices']
 
 # %% ../nbs/01_config.ipynb #e569f667
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
@@ -212,3 +212,22 @@ def load_config_file(path:str|Path # a .json, .yaml or .yml file holding a mappi
         raise UserError(f'config file {str(path)!r} is not valid {path.suffix.lstrip(".").upper() or "JSON"}: {str(e).splitlines()[0]}') from None
     if not isinstance(d, dict): raise UserError(f'config file {str(path)!r} must hold a mapping of knob: value')
     return d
+
+# %% ../nbs/01_config.ipynb #45ea2ad7
+def fit_batch(batch_size:int, # posts per forward pass asked for
+              grad_accum:int, # gradient accumulation steps asked for
+              max_batch:int|None # largest batch the hardware takes; None = no cap
+             ) -> tuple[int, int]:
+    "The (batch_size, grad_accum) that fits `max_batch` with the same effective batch."
+    if not max_batch or batch_size <= max_batch: return batch_size, grad_accum
+    b = max(d for d in range(1, max_batch + 1) if batch_size % d == 0)
+    return b, grad_accum * (batch_size // b)
+
+# %% ../nbs/01_config.ipynb #c6c340b7
+def spell_choices(doc:str # a field comment, e.g. from `fastcore.docments`
+                 ) -> str:
+    "`doc` with each 'one of NAME' (a tuple in this module) replaced by NAME's values."
+    def spell(m):
+        v = globals().get(m[1])
+        return 'one of ' + ', '.join(map(str, v)) if isinstance(v, tuple) else m[0]
+    return re.sub(r'\bone of ([A-Z_]+)\b', spell, doc or '')

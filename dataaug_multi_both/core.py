@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 # %% auto #0
-__all__ = ['DSM5_CRITERIA', 'SPECIAL_CASE', 'label_names', 'UserError', 'cli_entry', 'Parser', 'atomic_write_bytes',
-           'atomic_write_json', 'writable_dir', 'redact_url', 'versions', 'set_offline']
+__all__ = ['DSM5_CRITERIA', 'SPECIAL_CASE', 'NOT_A_DIAGNOSIS', 'DISCLAIMER', 'label_names', 'UserError', 'cli_entry', 'Parser',
+           'atomic_write_bytes', 'atomic_write_json', 'writable_dir', 'redact_url', 'versions', 'set_offline']
 
 # %% ../nbs/00_core.ipynb #086e6a17
 DSM5_CRITERIA = ('DEPRESSED_MOOD', 'ANHEDONIA', 'APPETITE_CHANGE', 'SLEEP_ISSUES', 'PSYCHOMOTOR',
@@ -21,6 +21,12 @@ def label_names(include_special_case:bool=False # also predict the annotators' S
                ) -> list[str]:
     "The label set a model predicts, in a fixed order."
     return list(DSM5_CRITERIA) + ([SPECIAL_CASE] if include_special_case else [])
+
+# %% ../nbs/00_core.ipynb #ff157e4c
+NOT_A_DIAGNOSIS = 'research artefact, not a diagnosis'
+DISCLAIMER = (NOT_A_DIAGNOSIS.capitalize() + '. The scores say how much social-media text resembles annotated language '
+              'related to DSM-5 depression criteria in a research data set; they say nothing about any person and must not '
+              'be used to diagnose, screen or triage anyone, or to make clinical or personal decisions.')
 
 # %% ../nbs/00_core.ipynb #3b8eea2e
 class UserError(Exception):

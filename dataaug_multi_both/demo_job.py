@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from .baseline import tfidf_baseline
 from .config import config_from_dict
-from .core import UserError, set_offline
+from .core import NOT_A_DIAGNOSIS, UserError, set_offline
 from .export import export_best
 from .model import encoder_depth, resolve_backbone
 from .report import write_report
@@ -239,7 +239,7 @@ def run_demo(storage:str='sqlite:///experiments/optuna.db', # Optuna storage URL
 def _stage_line(s:dict) -> str:
     c = s['counts']; n = max(1, sum(c.values()))
     return (f"{s['study']}: {c['COMPLETE']} complete, {c['PRUNED']} pruned ({c['PRUNED'] / n:.0%}), {c['FAIL']} failed"
-            f" in {s['seconds']:.0f}s; best val macro-F1 {s.get('best_value', float('nan')):.4f}")
+            f" in {s['seconds']:.0f}s; best {s.get('objective', 'objective')} {s.get('best_value', float('nan')):.4f}")
 
 def demo_lines(out:dict # what `run_demo` returns
               ) -> list[str]:
@@ -248,7 +248,7 @@ def demo_lines(out:dict # what `run_demo` returns
     test, floor = ex.get('test_mean', float('nan')), tf.get('test_macro_f1', float('nan'))
     return ['', 'best configuration: ' + json.dumps(ex.get('params', {}), sort_keys=True),
             f"report: {out['report']}", f"exported model: {out['export']}",
-            f"total {out['seconds']:.0f}s of a {out['time_budget']:.0f}s budget  (research artefact, not a diagnosis)",
+            f"total {out['seconds']:.0f}s of a {out['time_budget']:.0f}s budget  ({NOT_A_DIAGNOSIS})",
             f"exported model, test macro-F1 over {len(ex.get('seeds', []))} seeds: {test:.4f} ± {ex.get('test_std', float('nan')):.4f}",
             f"TF-IDF + logistic regression floor, same split:  {floor:.4f}",
             f"lift over the floor: {test - floor:+.4f}"]

@@ -4,22 +4,31 @@
 
 # %% ../nbs/18_export.ipynb #61ab9848
 from __future__ import annotations
-import argparse, dataclasses, json, math, sys, time
+import argparse, dataclasses, json, shutil, sys, time
 from pathlib import Path
 from typing import Callable
 
-from .core import SPECIAL_CASE, UserError, atomic_write_bytes, atomic_write_json, redact_url, set_offline, versions, writable_dir
+import numpy as np
+import optuna
+import torch
+
+from .core import DISCLAIMER, SPECIAL_CASE, UserError, atomic_write_bytes, atomic_write_json, redact_url, set_offline, versions, writable_dir
 from .config import config_from_dict
 from .demo import as_data_dir, data_source
 from .sentences import EVIDENCE_ATTRS
+from .storage import DEFAULT_STORAGE, open_storage
+from .space import params_to_config
+from .narrow import ranked_trials
+from .model import encoder_depth, resolve_backbone, save_classifier
+from .run import OBJECTIVE_LABELS, load_splits, run_config
+from .hpo import STAGES, TrialRecord, trial_dir
+from .hf import save_for_transformers
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'DEFAULT_STUDY', 'best_trial', 'trial_setup', 'seed_stats', 'export_readme', 'export_best',
-           'add_export_args', 'export_main']
+__all__ = ['DEFAULT_STUDY', 'best_trial', 'trial_setup', 'seed_stats', 'export_readme', 'export_best', 'add_export_args',
+           'export_main']
 
 # %% ../nbs/18_export.ipynb #d736c7aa
-DISCLAIMER = ('Research artefact: scores social-media text for language related to DSM-5 depression criteria. '
-              'It is not a diagnosis and must not be used to make clinical or personal decisions.')
 DEFAULT_STUDY = 'stage2_exploit'
 
 # %% ../nbs/18_export.ipynb #18ab34dc
@@ -27,9 +36,6 @@ def best_trial(storage_url:str, # the search's Optuna storage URL
                study_name:str=DEFAULT_STUDY # the study to export from
               ):
     "The study and its best complete trial (`optuna.trial.FrozenTrial`), or `UserError`."
-    import optuna
-    from optuna.trial import TrialState
-    from dataaug_multi_both.storage import open_storage
     storage = open_storage(storage_url, create=False)
     try: study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
@@ -37,11 +43,9 @@ def best_trial(storage_url:str, # the search's Optuna storage URL
         raise UserError(f'no study {study_name!r} in {redact_url(storage_url)}: '
                         + (f'existing studies are {", ".join(map(repr, names))}; pass one with --study-name' if names
                            else 'it holds no study; run the search first')) from None
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+    done = ranked_trials(study.get_trials(deepcopy=False), study.direction)   # best first; ties: the earliest trial
     if not done: raise UserError(f'study {study_name!r} has no complete trial: run more trials first')
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    return study, max(done, key=lambda t: (sign * (t.value or 0.0), -t.number))
+    return study, done[0]
 
 # %% ../nbs/18_export.ipynb #7d8b3a2a
 def _read_json(path:Path) -> dict|None:
@@ -57,11 +61,11 @@ def trial_setup(trial, # the best trial (`FrozenTrial`)
                 split_seed:int|None=None # override: seed of the train/val/test split
                ) -> dict:
     "The trial's `TrainConfig`, data directory, split seed, backbone and label set, with where each came from."
-    tdir = Path(experiments_dir)/study_name/f'trial_{trial.number}'
+    tdir = trial_dir(experiments_dir, study_name, trial.number)
     report = _read_json(tdir/'evaluation_report.json') or {}
     ckpt = _read_json(tdir/'checkpoint'/'classifier.json') or {}
     attrs, notes = trial.user_attrs, []
-    rec = attrs.get('record') if isinstance(attrs.get('record'), dict) else {}   # the TrialRecord the search stored
+    rec = dataclasses.asdict(r) if (r := TrialRecord.load(trial)) else {}   # the TrialRecord the search stored
     def pick(name, given, *sources):
         if given is not None: return given, 'given'
         for where, d in sources:
@@ -80,9 +84,6 @@ def trial_setup(trial, # the best trial (`FrozenTrial`)
     elif 'config' in attrs: cfg, cfg_from = config_from_dict(attrs['config']), "trial user attr 'config'"
     elif 'hyperparameters' in report: cfg, cfg_from = config_from_dict(report['hyperparameters']), 'evaluation_report.json hyperparameters'
     else:
-        from dataaug_multi_both.hpo import STAGES
-        from dataaug_multi_both.model import encoder_depth, resolve_backbone
-        from dataaug_multi_both.space import params_to_config
         d = STAGES[2].defaults
         base = config_from_dict({k: d[k] for k in ('epochs', 'data_fraction', 'evals_per_epoch')})
         cfg, _ = params_to_config(trial.params, base, encoder_depth(resolve_backbone(bb), base.max_layers))
@@ -97,7 +98,6 @@ def trial_setup(trial, # the best trial (`FrozenTrial`)
 def seed_stats(values:list[float] # one score per seed
               ) -> dict:
     "Mean, sample standard deviation, min and max of per-seed scores."
-    import numpy as np
     a = np.asarray(values, float)
     if not len(a): return {'n': 0, 'mean': None, 'std': None, 'min': None, 'max': None}
     return {'n': len(a), 'mean': float(a.mean()), 'std': float(a.std(ddof=1)) if len(a) > 1 else 0.0,
@@ -110,14 +110,18 @@ def export_readme(summary:dict # what `export_best` writes to export_summary.jso
     s, t, v = summary, summary['test_macro_f1'], summary['val_macro_f1']
     cfg = s['config']
     labels = ', '.join(s['label_names'])
+    objective = OBJECTIVE_LABELS.get(s.get('objective'), 'objective')
+    ev = {k: x for k, x in (s.get('evidence') or {}).items() if x.get('n')}
+    ev_line = ('' if not ev else '\nEvidence (sentences) on test: ' + ', '.join(
+        f"{k.removeprefix('test_evidence_').replace('_', ' ')} {x['mean']:.4f} ± {x['std']:.4f}" for k, x in ev.items()) + '.')
     return f"""# DSM-5 criteria classifier: {s['study']} trial {s['trial']}
 
 **{DISCLAIMER}**
 
 A `{s['backbone']}` encoder fine-tuned to flag, per post, language related to each of these criteria: {labels}.
-Search-time validation macro-F1 {s['search_value']:.4f}; re-trained with seeds {', '.join(map(str, s['seeds']))}:
-validation macro-F1 {v['mean']:.4f} ± {v['std']:.4f}, test macro-F1 {t['mean']:.4f} ± {t['std']:.4f}
-(adjusted score {s['adjusted_score']:.4f} = mean - 0.1 × std). The model in `model/` is seed {s['exported']['seed']},
+The search's objective ({objective}) of this trial: {s['search_value']:.4f}. Re-trained with seeds
+{', '.join(map(str, s['seeds']))}: validation macro-F1 {v['mean']:.4f} ± {v['std']:.4f}, test macro-F1 {t['mean']:.4f} ± {t['std']:.4f}
+(adjusted score {s['adjusted_score']:.4f} = mean - 0.1 × std).{ev_line} The model in `model/` is seed {s['exported']['seed']},
 chosen by validation macro-F1; its decision thresholds ({s['exported']['threshold_mode']}) were tuned on validation.
 Details: `export_summary.json`; each seed's report: `seeds/seed_<n>/evaluation_report.json`.
 
@@ -130,7 +134,10 @@ python -m dataaug_multi_both.cli.predict --export-dir . --input posts.csv --outp
 ```
 
 `posts.csv` needs a `text` column (`post_id` optional); JSONL with `text` fields, a plain text file with one post per
-line, or `-` for stdin also work. The output lists, per post, the criteria flagged and each probability.
+line, or `-` for stdin also work. The output lists, per post, the criteria flagged and each probability.{'''
+With the evidence head, each row also has `evidence` (each flagged criterion's top sentences, with their scores and
+character spans) and `evidence_sentences` (every sentence at or above a criterion's evidence threshold, tuned on
+validation sentences); add `--html evidence.html` to get a page with those sentences highlighted in each post.''' if s.get('task') == 'both' else ''}
 
 ```python
 from dataaug_multi_both.predict import load_predictor, predict_posts
@@ -171,7 +178,6 @@ screening, triage, or any decision about a person.
 # %% ../nbs/18_export.ipynb #01851045
 def _drop_stale_seeds(d:Path, seeds) -> None:
     "Remove seed reports of an earlier export of this directory that this export did not re-run."
-    import shutil
     keep = {f'seed_{s}' for s in seeds}
     for p in d.glob('seed_*'):
         if p.name not in keep and p.is_dir() and {q.name for q in p.iterdir()} <= {'evaluation_report.json'}: shutil.rmtree(p)
@@ -200,8 +206,6 @@ def export_best(storage_url:str, # the search's Optuna storage URL
         experiments_dir = o.parent.parent if o is not None and o.parent.name == study_name else Path('experiments')
     setup = trial_setup(best, study_name, experiments_dir, data_dir, backbone, split_seed)
     out = writable_dir(Path(out_dir) if out_dir else Path(experiments_dir)/study_name/'export', 'export directory')
-    from dataaug_multi_both.model import resolve_backbone, save_classifier
-    from dataaug_multi_both.run import load_splits, run_config
     bb = resolve_backbone(setup['backbone'])
     splits = load_splits(setup['data_dir'], setup['split_seed'], setup['include_special_case'])
     notes = list(setup['notes'])
@@ -244,8 +248,7 @@ def export_best(storage_url:str, # the search's Optuna storage URL
             'task': rep['task'], 'evidence_thresholds': rep.get('evidence_thresholds')}
     (out/'export_summary.json').unlink(missing_ok=True)             # no summary may describe a model being replaced
     save_classifier(res.model.cpu(), res.tokenizer, out/'model', meta)
-    from dataaug_multi_both.hf import save_for_transformers            # the same model for plain transformers (hf_model/)
-    save_for_transformers(res.model, res.tokenizer, out/'hf_model', names, rep['thresholds'], cfg.max_seq_length,
+    save_for_transformers(res.model, res.tokenizer, out/'hf_model', names, rep['thresholds'], cfg.max_seq_length,  # for plain transformers
                           cfg.truncation_side, {k: meta[k] for k in ('disclaimer', 'study', 'trial', 'seed', 'backbone', 'threshold_mode')})
     _drop_stale_seeds(out/'seeds', range(base_seed, base_seed + seeds))
     summary = {
@@ -301,9 +304,7 @@ def add_export_args(p:argparse.ArgumentParser, # the parser (or subparser) to ex
 def export_main(args:argparse.Namespace # parsed `add_export_args` flags
                ) -> dict:
     "Run `export_best` from parsed flags, printing progress to stderr and the summary path to stdout."
-    from dataaug_multi_both.storage import DEFAULT_STORAGE
     if args.device == 'cuda':
-        import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     summary = export_best(args.storage or DEFAULT_STORAGE, args.study_name or DEFAULT_STUDY, args.seeds, args.base_seed, args.out,

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .core import UserError, atomic_write_bytes, set_offline
+from .core import DISCLAIMER, UserError, atomic_write_bytes, set_offline
 from .model import DSMClassifier
 from .sentences import split_sentences
 
@@ -120,7 +120,7 @@ def remote_code(*roots:type # classes to include, with what of this package they
         blocks.append(src.rstrip() + '\n')
     for r in roots: visit(r)
     return ('"""DSM-5 criteria classifier for transformers (trust_remote_code). Generated from the dataaug_multi_both package; '
-            'needs torch and transformers only. Research artefact, not a diagnosis."""\n'
+            f'needs torch and transformers only. {DISCLAIMER}"""\n'
             'from __future__ import annotations\n' + '\n'.join(sorted(set(imports.values()))) + '\n\n'
             + ''.join(c + '\n' for c in consts.values()) + '\n\n' + '\n\n'.join(blocks))
 

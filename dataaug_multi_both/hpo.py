@@ -4,26 +4,28 @@
 
 # %% ../nbs/16_hpo.ipynb #3f1f06e7
 from __future__ import annotations
-import dataclasses, hashlib, json, multiprocessing as mp, os, shutil, socket, sys, time, warnings
+import dataclasses, hashlib, json, multiprocessing as mp, os, shutil, socket, sys, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
+from tqdm.auto import tqdm
 
 from .core import UserError, atomic_write_json, redact_url, set_offline, versions, writable_dir
 from .config import TrainConfig, config_from_dict
 from .storage import DEFAULT_STORAGE, HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, backend_for, open_storage
 from .space import SearchSpace, base_space, params_to_config
 from .narrow import clip_params, load_space, narrow_space, rank_at_shared_rung, ranked_trials, save_space
-from .model import build_model, encoder_depth, load_tokenizer, resolve_backbone
-from .run import load_splits, run_config, search_objective
+from .model import build_model, encoder_depth, load_tokenizer, resolve_backbone, save_classifier
+from .run import OBJECTIVE_LABELS, load_splits, run_config, search_objective
 from .sentences import EVIDENCE_ATTRS
 
 # %% auto #0
 __all__ = ['STAGES', 'OBJECTIVE_NAME', 'SearchJob', 'config_params', 'study_objective', 'Stage', 'BroadStage', 'NarrowStage',
-           'TrialRecord', 'trial_dir', 'worker_identity', 'worker_alive', 'reclaim_trials', 'trials_done',
+           'TrialRecord', 'trial_dir', 'trial_dirs', 'worker_identity', 'worker_alive', 'reclaim_trials', 'trials_done',
            'state_counts', 'sampler_seed', 'best_numbers', 'prune_checkpoints', 'remove_temp_files', 'sync_reports',
            'Objective', 'preflight', 'prepare_study', 'run_worker', 'run_stage']
 
@@ -86,14 +88,16 @@ def study_objective(job:SearchJob # the stage's settings (base task and objectiv
     "The objective a new Stage 1 study ranks by and the choices of its `task` knob; `UserError` for --task both without evidence."
     return search_objective(config_from_dict(job.base), load_splits(job.data_dir, job.split_seed))
 
-# %% ../nbs/16_hpo.ipynb #8b83e817
+# %% ../nbs/16_hpo.ipynb #478aa965
 class Stage:
     "What every stage answers; the runner asks only these."
     defaults: dict = {}                                               # study_name, n_trials, epochs, data_fraction, evals_per_epoch
     def space(self, job:SearchJob) -> tuple[SearchSpace, dict|None]: raise NotImplementedError
     def pruner(self, job:SearchJob) -> optuna.pruners.BasePruner: raise NotImplementedError
     def seed_trials(self, job:SearchJob, space:SearchSpace) -> list[dict]: raise NotImplementedError
+    def check(self, job:SearchJob, splits) -> None: pass             # `UserError` for input only this stage cannot use
 
+# %% ../nbs/16_hpo.ipynb #3701e066
 class BroadStage(Stage):
     "Stage 1: the full space, half the data, 2 epochs, successive-halving pruning."
     defaults = dict(study_name='stage1_broad', n_trials=350, epochs=2, data_fraction=0.5, evals_per_epoch=4)
@@ -107,6 +111,11 @@ class BroadStage(Stage):
     def seed_trials(self, job:SearchJob, space:SearchSpace) -> list[dict]:
         "The default configuration, first."
         return [{'params': config_params(config_from_dict(job.base), space), 'user_attrs': {'enqueued': 'default configuration'}}]
+    def check(self, job:SearchJob, splits) -> None:
+        "--task both on data without sentence evidence is an error."
+        search_objective(config_from_dict(job.base), splits)
+
+
 
 # %% ../nbs/16_hpo.ipynb #d7921066
 class NarrowStage(Stage):
@@ -148,6 +157,10 @@ class NarrowStage(Stage):
             out.append({'params': params, 'user_attrs': {'stage1_trial': t.number, 'stage1_value': t.value}})
             if len(out) >= min(job.enqueue, job.n_trials or 0): break
         return out
+    def check(self, job:SearchJob, splits) -> None:
+        "The storage must exist already: Stage 2 narrows from a stored Stage 1 study."
+        if not backend_for(job.storage).exists():
+            raise UserError(f'no Stage 1 study {job.stage1_study!r}: the database {redact_url(job.storage)!r} does not exist yet; run `stage1` first')
 
 STAGES: dict[int, Stage] = {1: BroadStage(), 2: NarrowStage()}
 
@@ -174,12 +187,24 @@ class TrialRecord:
         d = trial.user_attrs.get(cls.ATTR)
         return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}) if isinstance(d, dict) else None
 
+# %% ../nbs/16_hpo.ipynb #dd805ef6
 def trial_dir(experiments_dir:str|Path, # the search's --experiments-dir
               study_name:str, # the study
               number:int # the trial number
              ) -> Path:
     "Where a trial's evaluation report and checkpoint live."
     return Path(experiments_dir)/study_name/f'trial_{number}'
+
+# %% ../nbs/16_hpo.ipynb #c0e6ffea
+def trial_dirs(experiments_dir:str|Path, # the search's --experiments-dir
+               study_name:str # the study
+              ) -> dict[int, Path]:
+    "The study's existing trial directories, by trial number."
+    home, out = trial_dir(experiments_dir, study_name, 0).parent, {}
+    for p in sorted(home.iterdir()) if home.is_dir() else ():
+        tail = p.name.rpartition('_')[2]
+        if tail.isdigit() and p.is_dir() and trial_dir(experiments_dir, study_name, int(tail)) == p: out[int(tail)] = p
+    return out
 
 # %% ../nbs/16_hpo.ipynb #c9ccfe6a
 def _boot_id() -> str:
@@ -220,11 +245,15 @@ def reclaim_trials(study:optuna.Study # the study
         if retry is not None: retry(study, storage.get_trial(t._trial_id))
     return gone
 
-def trials_done(study:optuna.Study) -> int:
+# %% ../nbs/16_hpo.ipynb #9e41b1e4
+def trials_done(study:optuna.Study # the study
+               ) -> int:
     "Trials that count towards the target: complete and pruned (failed ones are re-run)."
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
-def state_counts(study:optuna.Study) -> dict[str, int]:
+# %% ../nbs/16_hpo.ipynb #cc428fb3
+def state_counts(study:optuna.Study # the study
+                ) -> dict[str, int]:
     "Trials of the study by state."
     out = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)}
     for t in study.get_trials(deepcopy=False): out[t.state.name] += 1
@@ -246,28 +275,30 @@ def best_numbers(study:optuna.Study, # the study
     "Numbers of the best `k` complete trials."
     return [t.number for t in ranked_trials(study.get_trials(deepcopy=False), study.direction)[:k]]
 
+# %% ../nbs/16_hpo.ipynb #edec473a
 def prune_checkpoints(study:optuna.Study, # the study
                       job:SearchJob # where checkpoints live and how many to keep
                      ) -> list[Path]:
     "Delete checkpoints of trials outside the best `k`; return what was deleted."
     keep = set(best_numbers(study, job.keep_best_k))
     gone = []
-    for ck in (Path(job.experiments_dir)/job.study_name).glob('trial_*/checkpoint'):
-        if int(ck.parent.name.split('_')[1]) not in keep:
-            shutil.rmtree(ck, ignore_errors=True); gone.append(ck)
+    for n, d in trial_dirs(job.experiments_dir, job.study_name).items():
+        if n not in keep and (d/'checkpoint').exists():
+            shutil.rmtree(d/'checkpoint', ignore_errors=True); gone.append(d/'checkpoint')
     return gone
 
+# %% ../nbs/16_hpo.ipynb #83642044
 def remove_temp_files(study:optuna.Study, # the study
                       job:SearchJob # where its trials' files live
                      ) -> list[Path]:
     "Remove temporary files and folders that killed writers left in trial directories of trials no longer running."
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     gone = []
-    d = Path(job.experiments_dir)/job.study_name
-    for tmp in [*d.glob('trial_*/.*.tmp'), *d.glob('trial_*/.*.old')]:
-        if int(tmp.parent.name.split('_')[1]) in running: continue
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        gone.append(tmp)
+    for n, d in trial_dirs(job.experiments_dir, job.study_name).items():
+        if n in running: continue
+        for tmp in [*d.glob('.*.tmp'), *d.glob('.*.old')]:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            gone.append(tmp)
     return gone
 
 # %% ../nbs/16_hpo.ipynb #f87563a6
@@ -349,7 +380,6 @@ class Objective:
             if k in rep: trial.set_user_attr(k, rep[k])
         trial.set_user_attr('runtime_seconds', rep['durations']['total_seconds'])
         if self._is_top_k(trial.study, value):
-            from dataaug_multi_both.model import save_classifier
             save_classifier(res.model, res.tokenizer, out/'checkpoint',
                             {'label_names': self.splits.train.label_names, 'thresholds': rep['thresholds'],
                              'threshold_mode': cfg.threshold_mode, 'config': dataclasses.asdict(cfg), 'task': rep['task'],
@@ -362,10 +392,11 @@ class Objective:
         return len(vals) < self.job.keep_best_k or value > vals[self.job.keep_best_k - 1]
 
 # %% ../nbs/16_hpo.ipynb #3af708d9
-def preflight(job:SearchJob # the stage's settings
+def preflight(job:SearchJob, # the stage's settings
+              stage:Stage|None=None # what answers for the stage (None: `STAGES[job.stage]`)
              ) -> None:
     "Raise `UserError` for any input a trial would fail on; create nothing."
-    backend = backend_for(job.storage)
+    backend_for(job.storage)                                          # a bad storage URL is its own clear error
     writable_dir(Path(job.experiments_dir)/job.study_name, 'experiments directory', create=False)
     resolve_backbone(job.backbone)                                   # an unknown name is its own clear error
     try:
@@ -377,13 +408,11 @@ def preflight(job:SearchJob # the stage's settings
         raise UserError(f'backbone {job.backbone!r} cannot be loaded ({type(e).__name__}: {first}): pass a directory with a '
                         'config.json, tokenizer and weights, or --backbone minilm') from None
     splits = load_splits(job.data_dir, job.split_seed)
-    if job.stage == 1: search_objective(config_from_dict(job.base), splits)   # --task both on data without sentence evidence
     small = {n: len(s) for n, s in (('train', splits.train), ('validation', splits.val), ('test', splits.test)) if len(s) < 4}
     if small:
         raise UserError(f'the data has too few posts to search on ({", ".join(f"{n}: {k}" for n, k in small.items())} posts): '
                         'a split needs at least 4; give a larger --data-dir')
-    if job.stage == 2 and not backend.exists():
-        raise UserError(f'no Stage 1 study {job.stage1_study!r}: the database {redact_url(job.storage)!r} does not exist yet; run `stage1` first')
+    (stage or STAGES[job.stage]).check(job, splits)                   # what only this stage needs
 
 # %% ../nbs/16_hpo.ipynb #d2982461
 OBJECTIVE_NAME = 'val_macro_f1'
@@ -426,18 +455,17 @@ class _Gate:
 def run_worker(job:SearchJob, # the stage's settings
                worker:int=0, # worker index (0 in a single-process run)
                threads:int|None=None, # torch threads for this worker
-               deadline:float|None=None # time.time() after which no trial starts (None: from job.time_budget)
+               deadline:float|None=None, # time.time() after which no trial starts (None: from job.time_budget)
+               stage:Stage|None=None # the stage whose pruner judges trials (None: `STAGES[job.stage]`), as given to `prepare_study`
               ) -> int:
     "Run trials until complete + pruned trials reach `job.n_trials`; return how many this worker ran."
     set_offline()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
+    if threads: torch.set_num_threads(threads)
     if deadline is None and job.time_budget: deadline = time.time() + job.time_budget
     seed = sampler_seed(job, worker)
     storage = open_storage(job.storage, (job.heartbeat_interval, job.heartbeat_grace))
-    study = optuna.load_study(study_name=job.study_name, storage=storage, pruner=STAGES[job.stage].pruner(job),
+    study = optuna.load_study(study_name=job.study_name, storage=storage, pruner=(stage or STAGES[job.stage]).pruner(job),
                               sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True))
     space = load_space(study)
     if space is None: raise UserError(f'study {job.study_name!r} has no stored search space: start it with `run_stage`')
@@ -471,31 +499,32 @@ def run_worker(job:SearchJob, # the stage's settings
                             f'{last.user_attrs.get("error", "an unknown error")}: fix the cause, then run the same command to resume')
     return ran
 
-def _worker_entry(job_dict, worker, threads, deadline):
-    try: run_worker(SearchJob(**job_dict), worker, threads, deadline)
+def _worker_entry(job_dict, worker, threads, deadline, stage=None):
+    try: run_worker(SearchJob(**job_dict), worker, threads, deadline, stage)
     except UserError as e: print(f'error: worker {worker}: {e}', file=sys.stderr); raise SystemExit(2) from None
 
 # %% ../nbs/16_hpo.ipynb #6691fe79
-def run_stage(job:SearchJob # the stage's settings
+def run_stage(job:SearchJob, # the stage's settings
+              stage:Stage|None=None # what answers for the stage (None: `STAGES[job.stage]`)
              ) -> dict:
     "Run (or resume) a stage to its target trial count; return a summary."
     set_offline()
     optuna.logging.set_verbosity(optuna.logging.WARNING)             # the progress bar and summary say what happened
-    preflight(job)
-    study, _ = prepare_study(job)
+    preflight(job, stage)
+    study, _ = prepare_study(job, stage)
     writable_dir(Path(job.experiments_dir)/job.study_name, 'experiments directory')
     remove_temp_files(study, job); sync_reports(study, job)
     t0, before = time.time(), trials_done(study)
     deadline = t0 + job.time_budget if job.time_budget else None
-    if job.jobs == 1 and not job.progress: run_worker(job, deadline=deadline)
+    if job.jobs == 1 and not job.progress: run_worker(job, deadline=deadline, stage=stage)
     else:
         threads = max(1, (os.cpu_count() or 1) // job.jobs)
         procs: list | None = None
         if job.jobs > 1:
             ctx = mp.get_context('spawn')
-            procs = [ctx.Process(target=_worker_entry, args=(dataclasses.asdict(job), i, threads, deadline), daemon=False) for i in range(job.jobs)]
+            procs = [ctx.Process(target=_worker_entry, args=(dataclasses.asdict(job), i, threads, deadline, stage), daemon=False) for i in range(job.jobs)]
             for p in procs: p.start()
-        _follow(job, study, procs, before, deadline)
+        _follow(job, study, procs, before, deadline, stage)
         if procs:
             for p in procs: p.join()
             codes = [p.exitcode for p in procs]
@@ -507,20 +536,19 @@ def run_stage(job:SearchJob # the stage's settings
                'done': trials_done(study), 'ran_now': trials_done(study) - before, 'seconds': round(time.time() - t0, 1),
                'counts': counts, 'best': best_numbers(study, 1),
                'stopped_by': 'time budget' if deadline and trials_done(study) < (job.n_trials or 0) else 'target'}
+    summary['objective'] = OBJECTIVE_LABELS[study.user_attrs.get('objective', 'criteria')]   # what best_value measures
     if summary['best']:
         summary['best_value'] = study.best_value
         summary['best_params'] = study.best_params
     return summary
 
-def _follow(job, study, procs, before, deadline):
+def _follow(job, study, procs, before, deadline, stage=None):
     "Show a progress bar over trials while workers run (in this process when `procs` is None)."
-    from tqdm.auto import tqdm
     bar = tqdm(total=job.n_trials, initial=before, desc=job.study_name, unit='trial', disable=not job.progress)
     errors: list = []
     if procs is None:                                                 # one worker in a thread; its error is re-raised here
-        import threading
         def work():
-            try: run_worker(job, deadline=deadline)
+            try: run_worker(job, deadline=deadline, stage=stage)
             except BaseException as e: errors.append(e)
         th = threading.Thread(target=work, daemon=True); th.start()
         alive = th.is_alive
@@ -529,7 +557,8 @@ def _follow(job, study, procs, before, deadline):
         time.sleep(1.0)
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        best = max((t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None), default=None)
+        ranked = ranked_trials(trials, study.direction)
+        best = ranked[0].value if ranked else None
         running = [f'#{t.number} pass {max(t.intermediate_values)}' if t.intermediate_values else f'#{t.number} starting'
                    for t in trials if t.state == TrialState.RUNNING]
         bar.n = min(job.n_trials, len(done))

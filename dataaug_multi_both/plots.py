@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_plots.ipynb #b3d3f4fb
 from __future__ import annotations
-import math, warnings
+import warnings
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from .core import UserError
 from .space import CatKnob, FloatKnob, IntKnob, Knob, SearchSpace
+from .narrow import ranked_trials
 
 # %% auto #0
 __all__ = ['LIGHT', 'DARK', 'ACCENT', 'GREY', 'TEMPLATE', 'EVALUATORS', 'message_figure', 'complete_trials', 'param_importances',
@@ -45,9 +46,8 @@ EVALUATORS = ('ped-anova', 'fanova')
 
 def complete_trials(study:optuna.Study # any study
                    ) -> list:
-    "Complete trials with a finite value, in trial order."
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+    "Complete trials with a finite value (`narrow.ranked_trials`), in trial order."
+    return sorted(ranked_trials(study.get_trials(deepcopy=False), study.direction), key=lambda t: t.number)
 
 def param_importances(study:optuna.Study, # a single-objective study
                       evaluator:str='ped-anova' # 'ped-anova' (Optuna's default) or 'fanova'
@@ -94,16 +94,12 @@ def plot_importance(study:optuna.Study, # a single-objective study
 # %% ../nbs/16_plots.ipynb #23f81185
 def plot_history(study:optuna.Study # a single-objective study
                 ) -> go.Figure:
-    "Optuna's optimisation history, with each complete trial's test macro-F1 beside its objective value."
+    "Optuna's optimisation history: each complete trial's objective value and the best so far (validation only)."
     done = complete_trials(study)
     title = f'Optimisation history ({len(done)} complete of {len(study.get_trials(deepcopy=False))} trials)'
     if not done: return message_figure(title, 'no complete trial yet')
-    fig = optuna.visualization.plot_optimization_history(study, target_name='val macro-F1 (cross-fitted)')
-    test = [(t.number, t.user_attrs['test_macro_f1']) for t in done if isinstance(t.user_attrs.get('test_macro_f1'), (int, float))]
-    if test:
-        fig.add_trace(go.Scatter(x=[n for n, _ in test], y=[v for _, v in test], mode='markers', name='test macro-F1',
-                                 marker=dict(symbol='x', size=7, color=ACCENT),
-                                 hovertemplate='trial %{x}<br>test macro-F1 %{y:.4f}<extra></extra>'))
+    name = (study.metric_names or ['val macro-F1 (cross-fitted)'])[0]     # the study's objective, as the search named it
+    fig = optuna.visualization.plot_optimization_history(study, target_name=name)
     fig.update_layout(template=TEMPLATE, title=title, height=420, legend=dict(orientation='h', y=-0.2))
     n = max(t.number for t in done) + 1
     fig.update_xaxes(title='trial', tickformat='d', **({'dtick': 1} if n <= 12 else {}))   # trial numbers are integers

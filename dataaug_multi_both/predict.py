@@ -4,22 +4,28 @@
 
 # %% ../nbs/19_predict.ipynb #71f86ef6
 from __future__ import annotations
-import csv, difflib, io, json, re, sys, tempfile
+import csv, difflib, html, io, json, re, sys, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import torch
 
-from .core import UserError, atomic_write_bytes
+from .core import DISCLAIMER, NOT_A_DIAGNOSIS, UserError, atomic_write_bytes
+from .config import TrainConfig, config_from_dict
+from .amp import resolve_precision
+from .model import load_classifier
+from .thresholds import apply_thresholds
+from .sentences import split_sentences, token_sentences, top_evidence
+from .trainer import EvidenceData, encode_texts, predict_both, predict_probs
 
 # %% auto #0
-__all__ = ['NOTE', 'HEADER', 'Predictor', 'load_predictor', 'read_posts', 'Scores', 'score_texts', 'predict_posts',
-           'post_evidence', 'write_predictions', 'check_output_path', 'evidence_section', 'evidence_html']
+__all__ = ['HEADER', 'Predictor', 'load_predictor', 'read_posts', 'Scores', 'score_texts', 'predict_posts', 'post_evidence',
+           'write_predictions', 'check_output_path', 'evidence_section', 'evidence_html']
 
 # %% ../nbs/19_predict.ipynb #85a157b8
-NOTE = 'research tool, not a diagnosis'
-HEADER = (f'{NOTE}: each probability says how much a post\'s wording resembles annotated evidence for a DSM-5 '
+HEADER = (f'{NOT_A_DIAGNOSIS}: each probability says how much a post\'s wording resembles annotated evidence for a DSM-5 '
           'criterion; "flagged" lists the criteria at or above their threshold tuned on validation; with an evidence model, "evidence" gives each '
           'flagged criterion\'s top sentences and "evidence_sentences" every sentence at or above a criterion\'s evidence threshold '
           '(tuned on validation sentences). Not a judgement about the writer.')
@@ -45,9 +51,6 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
                    checkpoint_ok:bool=False # also accept a search checkpoint (the report shows its best trial's evidence)
                   ) -> Predictor:
     "The exported classifier, its thresholds and its input settings; `UserError` naming any missing file."
-    from dataaug_multi_both.config import TrainConfig, config_from_dict
-    from dataaug_multi_both.model import load_classifier
-    from dataaug_multi_both.amp import resolve_precision
     p = Path(export_dir)
     if not p.is_dir(): raise UserError(f'export directory {str(p)!r} does not exist: pass --export-dir a directory written by the export command')
     if (p/'modeling_dsm.py').is_file() and not (p/'classifier.json').is_file():   # the export's transformers copy (hf_model/)
@@ -80,7 +83,6 @@ def load_predictor(export_dir:str|Path, # an export directory (holding model/) o
         if len(ethr) != len(names): raise UserError(f'{str(mdir/"classifier.json")!r} has {len(ethr)} evidence thresholds for {len(names)} labels: export the model again')
     known = {k: v for k, v in (meta.get('config') or {}).items() if k in TrainConfig.__dataclass_fields__}
     cfg = config_from_dict(known)
-    import torch
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     return Predictor(model.to(device), tok, meta, list(names), thr, cfg.max_seq_length, cfg.truncation_side, device,
                      resolve_precision(cfg.precision, device), mdir, ethr)
@@ -165,12 +167,10 @@ def score_texts(predictor:Predictor, # from `load_predictor`
                 batch_size:int=32 # posts per forward pass
                ) -> Scores:
     "Post probabilities and, with an evidence head, sentence probabilities, from one encoder pass per batch."
-    from dataaug_multi_both.trainer import EvidenceData, encode_texts, predict_both, predict_probs
     p, tok = predictor, predictor.tokenizer
     ids = encode_texts(tok, texts, p.max_seq_length, p.truncation_side)
     if getattr(p.model, 'evidence_head', None) is None:
         return Scores(predict_probs(p.model, ids, tok.pad_token_id or 0, p.device, p.precision, batch_size))
-    from dataaug_multi_both.sentences import split_sentences, token_sentences
     spans = [split_sentences(t) for t in texts]
     sid, lost = token_sentences(tok, texts, spans, p.max_seq_length, p.truncation_side)
     ev = EvidenceData(sid, [np.zeros((len(sp), len(p.label_names)), np.float32) for sp in spans], lost, spans)
@@ -187,7 +187,6 @@ def predict_posts(predictor:Predictor, # from `load_predictor`
     "One dict per post: post_id, flagged (the labels at or above threshold), then `<label>_prob` for every label."
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise UserError(f'--batch-size must be a positive integer (got {batch_size!r})')
     if not posts: return []
-    from dataaug_multi_both.thresholds import apply_thresholds
     p = predictor
     sc = score_texts(p, [t for _, t in posts], batch_size)
     dec = apply_thresholds(sc.probs, p.thresholds)
@@ -207,7 +206,6 @@ def predict_posts(predictor:Predictor, # from `load_predictor`
 
 # %% ../nbs/19_predict.ipynb #2b33229d
 def _evidence(p:Predictor, texts:list[str], sc:Scores, flagged:list[list[str]], k:int) -> list[dict]:
-    from dataaug_multi_both.sentences import top_evidence
     out = []
     for t, sp, pr, lo, fl in zip(texts, sc.spans or [], sc.sentence_probs or [], sc.lost or [], flagged):
         keep = np.flatnonzero(~lo)
@@ -270,8 +268,6 @@ def evidence_section(posts:list[tuple[str, str]], # (post_id, text) pairs
                      heading:str='h3' # HTML tag of each post's heading (criteria get the next level)
                     ) -> str:
     "An HTML fragment: the disclaimer, then each post with each flagged criterion's evidence sentences highlighted."
-    import html
-    from dataaug_multi_both.export import DISCLAIMER
     sub = f'h{min(int(heading[1]) + 1, 6)}'
     parts = [f'<div class="evidence"><p style="background:#fff3cd;padding:.6em 1em;border:1px solid #e0c36a"><b>{html.escape(DISCLAIMER)}</b> '
              'Highlighted sentences are those the model scores as most like annotated evidence for a criterion it flagged '
@@ -295,5 +291,5 @@ def evidence_html(posts:list[tuple[str, str]], # (post_id, text) pairs
                   rows:list[dict] # from `predict_posts` with a task=both model (rows carry `evidence`)
                  ) -> str:
     "A self-contained HTML page of `evidence_section`."
-    return ('<!doctype html><meta charset="utf-8"><title>Evidence (research artefact, not a diagnosis)</title>'
+    return (f'<!doctype html><meta charset="utf-8"><title>Evidence ({NOT_A_DIAGNOSIS})</title>'
             '<style>body{font:15px/1.5 sans-serif;max-width:52em;margin:2em auto}</style>\n' + evidence_section(posts, rows, 'h2'))

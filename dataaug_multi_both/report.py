@@ -11,17 +11,22 @@ from typing import Any
 
 import optuna
 
-from .core import UserError, atomic_write_bytes, atomic_write_json, redact_url, versions, writable_dir
+from .core import DISCLAIMER, UserError, atomic_write_bytes, atomic_write_json, redact_url, versions, writable_dir
 from .demo import as_data_dir, data_source
 from .storage import open_storage
+from .hpo import TrialRecord, trial_dir
+from .baseline import tfidf_baseline
+from .run import load_splits
+from .sentences import evidence_floor, sentence_labels
+from .predict import evidence_section, load_predictor, predict_posts
 from .narrow import load_report, ranked_trials
 from . import plots
 import numpy as np
 
 # %% auto #0
-__all__ = ['SMALL_SAMPLE', 'STATES', 'KEY_PARAMS', 'DEFAULT_STAGE1', 'DISCLAIMER', 'CSS', 'load_study', 'trial_report',
-           'tfidf_floor', 'evidence_examples', 'searched', 'export_scores', 'study_summary', 'format_summary',
-           'plotly_js', 'write_report']
+__all__ = ['SMALL_SAMPLE', 'STATES', 'KEY_PARAMS', 'DEFAULT_STAGE1', 'CSS', 'load_study', 'trial_report', 'tfidf_floor',
+           'evidence_examples', 'searched', 'export_scores', 'study_summary', 'format_summary', 'plotly_js',
+           'write_report']
 
 # %% ../nbs/17_report.ipynb #befd8194
 def _open_storage(url:str):
@@ -48,7 +53,7 @@ def trial_report(experiments_dir:str|Path, # the search's --experiments-dir
                  number:int # the trial number
                 ) -> dict|None:
     "The trial's `evaluation_report.json`, or None if it has none."
-    p = Path(experiments_dir)/study_name/f'trial_{number}'/'evaluation_report.json'
+    p = trial_dir(experiments_dir, study_name, number)/'evaluation_report.json'
     try: return json.loads(p.read_text())
     except (OSError, ValueError): return None
 
@@ -60,8 +65,6 @@ def tfidf_floor(eval_report:dict|None # the best trial's evaluation report (name
     if not eval_report: return {'skipped': "no evaluation_report.json for the best trial, so its data and split are unknown"}
     data_dir, seed = eval_report.get('data_dir'), eval_report.get('split_seed')   # data_dir None: the demo corpus
     if 'data_dir' not in eval_report or seed is None: return {'skipped': 'the best trial\'s evaluation report does not name its data_dir and split_seed'}
-    from dataaug_multi_both.baseline import tfidf_baseline
-    from dataaug_multi_both.run import load_splits
     names = (eval_report.get('data') or {}).get('label_names') or []
     try: sp = load_splits(as_data_dir(data_dir), int(seed), include_special_case='SPECIAL_CASE' in names)
     except (UserError, OSError) as e: return {'skipped': f'cannot load the data the search used ({data_source(data_dir)}): {e}'}
@@ -73,7 +76,6 @@ def tfidf_floor(eval_report:dict|None # the best trial's evaluation report (name
     r = _FLOORS[key]
     out = {'data_dir': data_source(data_dir), 'split_seed': int(seed), **r, 'n_val': len(sp.val), 'n_test': len(sp.test)}
     if eval_report.get('task') == 'both':                            # the sentence floor beside the evidence head
-        from dataaug_multi_both.sentences import evidence_floor, sentence_labels
         if (key, 'evidence') not in _FLOORS:
             _FLOORS[(key, 'evidence')] = evidence_floor(sp.train.texts, sentence_labels(sp.train), sp.val.texts, sentence_labels(sp.val),
                                                         sp.test.texts, sentence_labels(sp.test), threshold_mode=mode)
@@ -93,14 +95,10 @@ def evidence_examples(experiments_dir:str|Path, # the search's --experiments-dir
     "{'source', 'post_ids', 'html'} for `n` test posts with their evidence highlighted, or {'skipped': reason}."
     if not eval_report or 'data_dir' not in eval_report or eval_report.get('split_seed') is None:   # data_dir None = the demo corpus
         return {'skipped': "the best trial's evaluation report does not name its data and split"}
-    base = Path(experiments_dir)/study_name
-    cands = [('the export', base/'export'/'model'), ("the best trial's checkpoint",
-                                                     base/f"trial_{eval_report.get('trial')}"/'checkpoint')]
+    cands = [('the export', Path(experiments_dir)/study_name/'export'/'model'),
+             ("the best trial's checkpoint", trial_dir(experiments_dir, study_name, eval_report.get('trial'))/'checkpoint')]
     src = next(((w, p) for w, p in cands if (p/'classifier.json').is_file()), None)
     if src is None: return {'skipped': 'no export and no checkpoint of the best trial to predict with'}
-    from dataaug_multi_both.predict import evidence_section, load_predictor, predict_posts
-    from dataaug_multi_both.run import load_splits
-    from dataaug_multi_both.sentences import sentence_labels
     pred = load_predictor(src[1], 'cpu', checkpoint_ok=True)
     if pred.model.evidence_head is None: return {'skipped': f'{src[0]} has the post head only (task criteria)'}
     data_dir = as_data_dir(eval_report['data_dir'])
@@ -125,18 +123,19 @@ def searched(storage_url:str, # the storage (every study in it is counted)
              ev:dict|None # its evaluation_report.json, or None
             ) -> dict:
     "Backbone, epochs, data share, corpus size and max sequence length of the search, and trial counts per study."
-    ev = ev or {}
-    cfg = (best.user_attrs.get('config') if best is not None else None) or ev.get('hyperparameters') or {}
+    ev, rec = ev or {}, (TrialRecord.load(best) if best is not None else None)   # the record in the study first, then the file
+    cfg = (rec.config if rec else None) or ev.get('hyperparameters') or {}
     data = ev.get('data') or {}
     storage = _open_storage(storage_url)
     stages = {}
     for name in sorted(optuna.get_all_study_names(storage)):
         ts = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
         stages[name] = {'n_trials': len(ts), **{k.lower(): n for k in STATES if (n := sum(t.state.name == k for t in ts))}}
-    bb = ev.get('backbone') or (best.user_attrs.get('backbone') if best is not None else None) or ev.get('model')
-    return {'backbone': bb, 'data': data_source(ev['data_dir']) if 'data_dir' in ev else None, 'epochs': cfg.get('epochs'), 'data_fraction': cfg.get('data_fraction'),
+    bb = (rec.backbone if rec else None) or ev.get('backbone') or ev.get('model')
+    src = data_source(rec.data_dir) if rec else data_source(ev['data_dir']) if 'data_dir' in ev else None
+    return {'backbone': bb, 'data': src, 'epochs': cfg.get('epochs'), 'data_fraction': cfg.get('data_fraction'),
             'max_seq_length': cfg.get('max_seq_length'), 'n_train_used': data.get('n_train'), 'n_val': data.get('n_val'),
-            'n_test': data.get('n_test'), 'split_seed': ev.get('split_seed'), 'studies': stages}
+            'n_test': data.get('n_test'), 'split_seed': rec.split_seed if rec else ev.get('split_seed'), 'studies': stages}
 
 def export_scores(experiments_dir:str|Path, # the search's --experiments-dir
                   study_name:str # the study exported from
@@ -150,7 +149,7 @@ def export_scores(experiments_dir:str|Path, # the search's --experiments-dir
             'val_mean': v.get('mean'), 'val_std': v.get('std'), 'exported_seed': (e.get('exported') or {}).get('seed'),
             'path': str(p.parent)}
 
-# %% ../nbs/17_report.ipynb #86cce173
+# %% ../nbs/17_report.ipynb #cb780d1d
 STATES = ('COMPLETE', 'PRUNED', 'FAIL', 'RUNNING', 'WAITING')
 KEY_PARAMS = ('learning_rate', 'batch_accum', 'loss_type', 'pooling', 'optimizer')
 DEFAULT_STAGE1 = 'stage1_broad'
@@ -191,8 +190,8 @@ def _summary(study:optuna.Study, storage_url:str, top:int, experiments_dir, floo
         b = ranked[0]
         out['best'] = {'number': b.number, 'value': b.value,
                        'runtime_seconds': _runtime(b), 'params': b.params, 'thresholds': b.user_attrs.get('thresholds'),
-                       'config': b.user_attrs.get('config') or (ev or {}).get('hyperparameters'),
-                       'evaluation_report': ev, 'evaluation_report_path': str(Path(experiments_dir)/study.study_name/f'trial_{b.number}'/'evaluation_report.json')}
+                       'config': (rec.config if (rec := TrialRecord.load(b)) else None) or (ev or {}).get('hyperparameters'),
+                       'evaluation_report': ev, 'evaluation_report_path': str(trial_dir(experiments_dir, study.study_name, b.number)/'evaluation_report.json')}
         out['tfidf_baseline'] = tfidf_floor(ev) if floor else {'skipped': 'not asked for'}
     else: out['tfidf_baseline'] = {'skipped': 'no complete trial yet'}
     if any('stage1_trial' in t.user_attrs for t in trials):
@@ -279,10 +278,6 @@ def format_summary(summary:dict # what `study_summary` returned
     return '\n'.join(lines)
 
 # %% ../nbs/17_report.ipynb #90bd1eb8
-DISCLAIMER = ('Research artefact, not a diagnosis. These scores measure how well a model flags DSM-5 depression criteria '
-              'in posts of a research data set; they say nothing about any person and must not be used to diagnose, '
-              'screen or triage anyone.')
-
 def plotly_js() -> bytes:
     "The installed plotly package's own plotly.min.js."
     f = resources.files('plotly')/'package_data'/'plotly.min.js'

@@ -21,7 +21,8 @@ from .space import search_tasks
 from .core import UserError
 
 # %% auto #0
-__all__ = ['load_splits', 'evaluate', 'resolve_objective', 'objective_value', 'search_objective', 'run_config']
+__all__ = ['OBJECTIVE_LABELS', 'load_splits', 'evaluate', 'resolve_objective', 'objective_value', 'search_objective',
+           'run_config']
 
 # %% ../nbs/12_run.ipynb #574e2f98
 _SPLITS: dict = {}
@@ -74,6 +75,8 @@ def objective_value(objective:str, # 'criteria' or 'mean'
                    ) -> float:
     "The number a trial is ranked by."
     return post_f1 if objective == 'criteria' else (post_f1 + float(evidence_f1 or 0.0)) / 2
+
+OBJECTIVE_LABELS = {'criteria': 'val macro-F1', 'mean': 'mean of val post and evidence macro-F1'}   # how reports and CLIs name each
 
 # %% ../nbs/12_run.ipynb #201b17ae
 def search_objective(cfg:TrainConfig, # the search's base configuration (task, objective)

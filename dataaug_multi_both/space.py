@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Iterable, Iterator
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from .config import (AUG_METHODS, EVIDENCE_POOLINGS, LOSSES, OPTIMIZERS, POOLINGS, SCHEDULERS, TASKS,
-                                       TRUNCATION_SIDES, TrainConfig, config_from_dict, losses_reading)
+                                       TRUNCATION_SIDES, TrainConfig, config_from_dict, fit_batch, losses_reading)
 from .core import UserError
 
 # %% auto #0
@@ -335,9 +335,9 @@ def params_to_config(params:dict, # knob values a trial sampled (any subset of a
         d[k] = new
     b, a = get('batch_size'), get('grad_accum')
     if max_batch is not None and isinstance(b, int) and isinstance(a, int) and b > max_batch:
-        nb = 1 << (max_batch.bit_length() - 1)
+        nb, na = fit_batch(b, a, max_batch)
         why = f'batch {b} exceeds the hardware cap {max_batch}; effective batch {b * a} kept'
-        change('grad_accum', b * a // nb, why)
+        change('grad_accum', na, why)
         change('batch_size', nb, why)
     fz, ri = get('freeze_n_layers'), get('reinit_last_n_layers')
     if isinstance(fz, int) and fz > depth - 1:

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import (get_cosine_schedule_with_warmup, get_cosine_with_hard_restarts_schedule_with_warmup,
                           get_linear_schedule_with_warmup)
 
-from .config import TrainConfig, validate
+from .config import TrainConfig, fit_batch, validate
 from .data import Corpus, Splits
 from .augment import augment_texts
 from .model import DSMClassifier, build_model, classify_from, encode_bottom, frozen_depth, layer_groups, load_tokenizer
@@ -452,9 +452,7 @@ def train(cfg:TrainConfig, # every knob of the run
     seed_everything(cfg.seed)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     precision = resolve_precision(cfg.precision, device)
-    batch_size, grad_accum = cfg.batch_size, cfg.grad_accum
-    if max_batch and batch_size > max_batch:                          # keep the effective batch, fit the hardware
-        while batch_size > max_batch: batch_size //= 2; grad_accum *= 2
+    batch_size, grad_accum = fit_batch(cfg.batch_size, cfg.grad_accum, max_batch)   # fit the hardware, keep the effective batch
 
     # data: a seeded subset of training posts; validation and test tokenised once
     tokenizer = load_tokenizer(backbone)

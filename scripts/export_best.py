@@ -2,7 +2,7 @@
 """Re-train the best trial of a study with several seeds and export the best-validation model.
 
 Same as `python -m dataaug_multi_both.cli.hpo export`; the flags and the work live in `dataaug_multi_both.export`.
-Research artefact, not a diagnostic tool.
+Its help ends with the package's disclaimer (`dataaug_multi_both.core.DISCLAIMER`).
 """
 import argparse
 
@@ -11,7 +11,8 @@ from dataaug_multi_both.core import cli_entry
 
 @cli_entry
 def main(argv=None):
-    from dataaug_multi_both.export import DISCLAIMER, add_export_args, export_main
+    from dataaug_multi_both.core import DISCLAIMER
+    from dataaug_multi_both.export import add_export_args, export_main
 
     p = argparse.ArgumentParser(
         prog='scripts/export_best.py',

@@ -17,9 +17,10 @@ from dataaug_multi_both.cli import predict as cli_predict
 from dataaug_multi_both.config import TrainConfig
 from dataaug_multi_both.core import DSM5_CRITERIA
 from dataaug_multi_both.demo import generate_demo_corpus
-from dataaug_multi_both.export import DISCLAIMER, export_best
+from dataaug_multi_both.core import DISCLAIMER, NOT_A_DIAGNOSIS
+from dataaug_multi_both.export import export_best
 from dataaug_multi_both.hpo import open_storage
-from dataaug_multi_both.predict import HEADER, NOTE, load_predictor, predict_posts
+from dataaug_multi_both.predict import HEADER, load_predictor, predict_posts
 from dataaug_multi_both.run import load_splits, run_config
 from dataaug_multi_both.thresholds import apply_thresholds, classification_metrics
 
@@ -73,8 +74,8 @@ def test_export_summary(search, exported):
     assert s['exported']['seed'] == best['seed']
     assert s['config']['learning_rate'] == 1e-3 and s['sources']['config'] == "trial user attr 'config'"
     assert s['data']['data_dir'] == str(search.data) and s['data']['n_train_used'] == search.rep['data']['n_train']
-    assert s['disclaimer'] == DISCLAIMER and 'not a diagnosis' in DISCLAIMER
-    assert 'not a diagnosis' in (d / 'README.md').read_text()
+    assert s['disclaimer'] == DISCLAIMER
+    assert DISCLAIMER in (d / 'README.md').read_text()
     assert not any(n.startswith('seed 42 is the seed the search trained with') for n in s['notes'])  # not re-run by default
     assert set(s['versions']) >= {'torch', 'transformers', 'optuna'}
 
@@ -126,7 +127,7 @@ def test_hf_export_runs_in_plain_transformers_with_predicts_probabilities(search
     assert cfg['id2label'] == {str(i): n for i, n in enumerate(NAMES)} and cfg['label2id'] == {n: i for i, n in enumerate(NAMES)}
     assert cfg['thresholds'] == _thresholds(exported) and cfg['problem_type'] == 'multi_label_classification'
     assert cfg['auto_map']['AutoModelForSequenceClassification'] == 'modeling_dsm.DSMForSequenceClassification'
-    assert 'not a diagnosis' in cfg['disclaimer']
+    assert cfg['disclaimer'] == DISCLAIMER
     flagged = [[n for n in NAMES if p[n] >= cfg['thresholds'][n]] for p in got['probs']]
     assert flagged == [r['flagged'] for r in rows]
 
@@ -240,7 +241,7 @@ def test_predict_cli_csv(exported, tmp_path, capsys):
     rows = _csv_rows((tmp_path / 'out.csv').read_text())
     assert [r['post_id'] for r in rows] == ['p1', 'p2']
     _check_rows(rows, _thresholds(exported))
-    assert NOTE in capsys.readouterr().err
+    assert NOT_A_DIAGNOSIS in capsys.readouterr().err
 
 
 def test_predict_cli_jsonl_from_stdin(exported, monkeypatch, capsys):
@@ -334,7 +335,7 @@ def test_predict_evidence_points_at_the_right_characters(exported, tmp_path):
             assert text[s['start']:s['end']] == s['sentence'] and (s['start'], s['end']) in spans
     assert {s['sentence'] for s in ev['SLEEP_ISSUES']} == {text[a:b] for a, b in spans}
     page = (tmp_path / 'ev.html').read_text()
-    assert 'not a diagnosis' in page and '<h2>e</h2>' in page
+    assert DISCLAIMER in page and NOT_A_DIAGNOSIS in page and '<h2>e</h2>' in page
 
 
 def test_predict_refuses_bad_output_and_search_checkpoints_before_writing(search, exported, tmp_path, capsys):

@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from dataaug_multi_both import plots
 from dataaug_multi_both.core import UserError
 from dataaug_multi_both.narrow import clip_params, load_report, narrow_space, ranked_trials, save_space
-from dataaug_multi_both.report import DISCLAIMER, format_summary, load_study, study_summary, write_report
+from dataaug_multi_both.core import DISCLAIMER
+from dataaug_multi_both.report import format_summary, load_study, study_summary, write_report
 from dataaug_multi_both.space import base_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -51,7 +52,6 @@ def _study(space, n, name, exp_dir, data_dir, seed=0, steps=8, enqueue=()):
             st.tell(t, state=TrialState.PRUNED)
             continue
         thr = {lab: 0.4 for lab in LABELS}
-        t.set_user_attr("test_macro_f1", curve[-1] - 0.03)
         t.set_user_attr("thresholds", thr)
         per_class = {lab: {"precision": 0.6, "recall": 0.5, "f1": 0.55, "support": 10} for lab in LABELS}
         rep = {"trial": t.number, "study": name, "val_macro_f1": curve[-1], "test_macro_f1": curve[-1] - 0.03,
@@ -178,6 +178,7 @@ def test_plots_draw_what_the_study_holds(stored):
     assert "decision_thresholds_per_class" not in [a.text for a in nar.layout.annotations if a.text.startswith("<b>")]
     hist = plots.plot_history(s1)
     assert hist.layout.xaxis.tickformat == "d"
+    assert [d.name for d in hist.data if "test" in str(d.name).lower()] == []  # test stays out of per-trial views
     rc = plots.rank_correlation(s1, s2)
     assert rc["n"] == 4 and all(p["stage1_value"] == s1.trials[p["stage1_trial"]].value for p in rc["pairs"])
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from fastcore.docments import docments
 
-from ..core import Parser, cli_entry, set_offline
-from ..config import TrainConfig
+from ..core import DISCLAIMER, Parser, cli_entry, set_offline
+from ..config import TrainConfig, spell_choices
 from ..storage import DEFAULT_STORAGE
 from ..hpo import STAGES, SearchJob, run_stage
 from ..demo_job import DEMO_TIME_BUDGET, run_demo
+from ..export import add_export_args, export_main
+from ..report import format_summary, study_summary, write_report
 
 # %% auto #0
 __all__ = ['FLAG_NAMES', 'STAGE_ONLY', 'BASE_FLAGS', 'add_job_flags', 'job_from_args', 'add_storage_flags', 'parser', 'main']
@@ -44,7 +46,7 @@ def add_job_flags(p:argparse.ArgumentParser, # a stage's parser
         if f.name in ('stage', 'base') or STAGE_ONLY.get(f.name, stage) != stage: continue
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = d.get(f.name, default) if f.name in ('study_name', 'n_trials') else default
-        kw: dict = dict(dest=f.name, default=None, help=f'{docs.get(f.name) or ""} (default: {shown})')
+        kw: dict = dict(dest=f.name, default=None, help=f'{spell_choices(docs.get(f.name))} (default: {shown})')
         if str(f.type) == 'bool': kw['action'] = argparse.BooleanOptionalAction
         elif f.name == 'max_seq_lengths': kw.update(type=int, action='append')
         elif _kind(str(f.type)): kw['type'] = _kind(str(f.type))
@@ -52,7 +54,7 @@ def add_job_flags(p:argparse.ArgumentParser, # a stage's parser
     cdocs, g = docments(TrainConfig), p.add_argument_group('training values the stage fixes')
     for name in BASE_FLAGS:
         f = TrainConfig.__dataclass_fields__[name]
-        help = cdocs.get(name) if name != 'seed' else 'training seed of every trial (not the sampler seed)'
+        help = spell_choices(cdocs.get(name)) if name != 'seed' else 'training seed of every trial (not the sampler seed)'
         g.add_argument(*_names(name), dest=f'base_{name}', type=_kind(str(f.type)), default=None,
                        help=f'{help} (default: {d.get(name, f.default)})')
     p.add_argument('--json', action='store_true', help='print the summary as one JSON object instead of lines')
@@ -81,10 +83,9 @@ def add_storage_flags(p:argparse.ArgumentParser # report / export parser
 # %% ../../nbs/21_cli_hpo.ipynb #704736ff
 def parser() -> argparse.ArgumentParser:
     "The `hpo` command and its subcommands."
-    from dataaug_multi_both.export import add_export_args
     p = Parser(prog='python -m dataaug_multi_both.cli.hpo',
         description='Two-stage Optuna search for fine-tuning an encoder to detect DSM-5 depression criteria. '
-                    'Research tool: outputs are not a diagnosis.')
+                    + DISCLAIMER)
     sub = p.add_subparsers(dest='command', required=True)
     add_job_flags(sub.add_parser('stage1', help='broad, cheap search with successive-halving pruning'), 1)
     add_job_flags(sub.add_parser('stage2', help='narrow, full search over the space narrowed from Stage 1'), 2)
@@ -106,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
 def _stage_line(s):
     c = s['counts']; n = max(1, c['COMPLETE'] + c['PRUNED'])
     return (f"{s['study']}: {c['COMPLETE']} complete, {c['PRUNED']} pruned ({c['PRUNED'] / n:.0%}), {c['FAIL']} failed and re-run"
-            f" in {s['seconds']:.0f}s (stopped by {s['stopped_by']}); best val macro-F1 {s.get('best_value', float('nan')):.4f}")
+            f" in {s['seconds']:.0f}s (stopped by {s['stopped_by']}); best {s.get('objective', 'objective')} {s.get('best_value', float('nan')):.4f}")
 
 @cli_entry
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
@@ -122,14 +123,12 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
             if s.get('best_params'): print('best params:', json.dumps(s['best_params'], sort_keys=True))
         return s
     if args.command == 'report':
-        from dataaug_multi_both.report import format_summary, study_summary, write_report
         summary = study_summary(args.storage, args.study_name, top=args.top, experiments_dir=args.experiments_dir)
         html = write_report(args.storage, args.study_name, Path(args.experiments_dir)/args.study_name,
                             experiments_dir=args.experiments_dir, shared_js=args.shared_plotly)
         print(json.dumps({**summary, 'report_html': str(html)}, default=str) if args.json else f'{format_summary(summary)}\nreport: {html}')
         return summary
     if args.command == 'export':
-        from dataaug_multi_both.export import export_main
         return export_main(args)
     return run_demo(args.storage, args.experiments_dir, args.time_budget, args.seeds, args.model, args.jobs, log=print)
 

@@ -8,7 +8,10 @@ from fastcore.imports import IN_IPYTHON
 import argparse, sys
 from pathlib import Path
 
-from ..core import Parser, UserError, cli_entry, set_offline
+import torch
+
+from ..core import DISCLAIMER, NOT_A_DIAGNOSIS, Parser, UserError, atomic_write_bytes, cli_entry, set_offline
+from ..predict import check_output_path, evidence_html, load_predictor, predict_posts, read_posts, write_predictions
 
 # %% auto #0
 __all__ = ['parser', 'main']
@@ -18,9 +21,7 @@ def parser() -> argparse.ArgumentParser:
     "The `predict` command's arguments."
     p = Parser(prog='python -m dataaug_multi_both.cli.predict',
         description='Score posts for language related to each DSM-5 depression criterion with an exported model: a '
-                    'probability and a yes/no (at the threshold tuned on validation) per criterion. RESEARCH TOOL, NOT '
-                    'A DIAGNOSIS: the output says nothing about whether anyone has a disorder and must not be used to '
-                    'make decisions about people.')
+                    'probability and a yes/no (at the threshold tuned on validation) per criterion. ' + DISCLAIMER)
     p.add_argument('--export-dir', '--model', dest='export_dir', required=True,
                    help='export directory written by the export command (holding model/), or its model/ directory')
     p.add_argument('--input', required=True, help="posts: a .csv with a 'text' column, a .jsonl with a 'text' field per line "
@@ -46,9 +47,7 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     set_offline()
     if args.batch_size < 1: raise UserError(f'--batch-size must be a positive integer (got {args.batch_size})')
     if args.device == 'cuda':
-        import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')
-    from dataaug_multi_both.predict import NOTE, check_output_path, load_predictor, predict_posts, read_posts, write_predictions
     check_output_path(args.output)
     posts = read_posts(args.input)
     pred = load_predictor(args.export_dir, args.device)
@@ -58,12 +57,10 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     if args.html:
         if getattr(pred.model, 'evidence_head', None) is None:
             raise UserError(f'--html needs a model trained with task both (sentence evidence); {str(pred.path)!r} has the post head only')
-        from dataaug_multi_both.core import atomic_write_bytes
-        from dataaug_multi_both.predict import evidence_html
         atomic_write_bytes(args.html, evidence_html(posts, rows).encode('utf-8'))
     m = pred.meta
     src = f"study {m['study']} trial {m['trial']}, seed {m['seed']}" if 'study' in m and 'trial' in m else str(pred.path)
-    print(f'note: {NOTE}. Scores say how much a post\'s wording resembles annotated evidence for each criterion; '
+    print(f'note: {NOT_A_DIAGNOSIS}. Scores say how much a post\'s wording resembles annotated evidence for each criterion; '
           'they are not a judgement about the writer.', file=sys.stderr)
     print(f'scored {len(rows)} post(s) with {src} ({m.get("threshold_mode", "global")} thresholds tuned on validation) -> '
           f'{"stdout" if args.output == "-" else args.output} ({fmt})', file=sys.stderr)

@@ -5,12 +5,17 @@
 # %% ../../nbs/20_cli_train.ipynb #6a9ccb3d
 from __future__ import annotations
 from fastcore.imports import IN_IPYTHON
-import argparse, dataclasses, re, sys, tempfile, time, warnings
+import argparse, dataclasses, sys, tempfile, time, warnings
 from pathlib import Path
 
-from ..core import Parser, UserError, cli_entry, set_offline, writable_dir
-from ..config import TrainConfig, config_from_dict, load_config_file
+from ..core import DISCLAIMER, Parser, UserError, cli_entry, set_offline, writable_dir
+from fastcore.docments import docments
+import torch
+
+from ..config import TrainConfig, config_from_dict, load_config_file, spell_choices
 from ..demo import as_data_dir, data_source
+from ..model import resolve_backbone
+from ..run import load_splits, run_config, search_objective
 
 # %% auto #0
 __all__ = ['add_config_flags', 'config_from_args', 'parser', 'main']
@@ -22,13 +27,11 @@ def _parse_opt_int(s):
 def add_config_flags(p:argparse.ArgumentParser # the parser to extend
                     ) -> argparse.ArgumentParser:
     "Add one `--knob` flag per `TrainConfig` field (default: not given)."
-    from fastcore.docments import docments
-    from dataaug_multi_both import config as C
     docs = docments(TrainConfig)
     g = p.add_argument_group('training knobs (override --config)')
     for f in dataclasses.fields(TrainConfig):
         flag, t = '--' + f.name.replace('_', '-'), str(f.type)
-        doc = re.sub(r'\bone of ([A-Z_]+)\b', lambda m: 'one of ' + ', '.join(map(str, getattr(C, m[1], (m[1],)))), docs.get(f.name) or '')
+        doc = spell_choices(docs.get(f.name))
         kw: dict = dict(dest=f.name, default=None, help=f'{doc} (default: {f.default})'.replace('%', '%%'))
         if t == 'bool': kw['action'] = argparse.BooleanOptionalAction
         elif t.startswith('int |'): kw['type'] = _parse_opt_int
@@ -49,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     "The `train` command's arguments."
     p = Parser(prog='python -m dataaug_multi_both.cli.train',
         description='Fine-tune one configuration on ReDSM5-format data, tune thresholds on validation, score on test '
-                    'and write DIR/evaluation_report.json. Research tool: its outputs are not a diagnosis.')
+                    f'and write DIR/evaluation_report.json. {DISCLAIMER}')
     p.add_argument('--config', help='JSON or YAML file of knobs (flags override it)')
     p.add_argument('--data-dir', help='directory with redsm5_posts.csv and redsm5_annotations.csv (default: the generated demo corpus)')
     p.add_argument('--model', default='minilm', help="'minilm' (packaged all-MiniLM-L6-v2), 'tiny' (random small encoder), a local model directory or a cached model id")
@@ -77,11 +80,8 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     cfg = config_from_args(args)
     out = Path(args.out or Path('experiments')/'runs'/time.strftime('%Y%m%d-%H%M%S'))
     _check_out(out)
-    from dataaug_multi_both.model import resolve_backbone
-    from dataaug_multi_both.run import load_splits, run_config, search_objective
     backbone = resolve_backbone(args.model)
     if args.device == 'cuda':
-        import torch
         if not torch.cuda.is_available(): raise UserError('--device cuda asked for, but torch sees no CUDA device: drop --device or use --device cpu')
     splits = load_splits(args.data_dir, args.split_seed, args.include_special_case)
     with warnings.catch_warnings():                      # --task both on data with no usable sentence: an error before anything
