@@ -545,6 +545,8 @@ def train(cfg:TrainConfig, # every knob of the run
         test_ev = evidence_data(tokenizer, splits.test, cfg) if task == 'both' else None
         res.test_probs, res.test_sentence_probs = predict_split(model, test_ids, test_ev, pad_id, device, precision, frozen_test)
     if task == 'both':
-        res.evidence = {name: {**sentence_labels(part).counts, **truncation_counts(evidence_data(tokenizer, part, cfg))}
-                        for name, part in (('train', train_set), ('val', splits.val), ('test', splits.test))}
+        labelled = {name: (sentence_labels(part), part) for name, part in (('train', train_set), ('val', splits.val), ('test', splits.test))}
+        res.evidence = {name: {**sl.counts, **truncation_counts(evidence_data(tokenizer, part, cfg)),
+                               'unmapped_rows': [list(r) for r in sl.unmapped]}      # (post_id, sentence_id) of rows found in no sentence
+                        for name, (sl, part) in labelled.items()}
     return res

@@ -166,3 +166,5 @@ def test_cli_task_both_with_some_sentences_missing_warns_once_and_trains(tmp_pat
     assert rep["task"] == "both" and 0.0 <= rep["test_evidence_macro_f1"] <= 1.0
     counts = rep["evidence_counts"]
     assert sum(c["unmapped"] for c in counts.values()) == 3                     # the 3 rows, counted in the split that holds them
+    assert sorted(tuple(r) for c in counts.values() for r in c["unmapped_rows"]) == [("p11", "p11_0"), ("p3", "p3_0"), ("p7", "p7_0")]
+    assert "annotation rows found in no sentence: 3" in proc.stderr

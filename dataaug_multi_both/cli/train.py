@@ -99,6 +99,9 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         print(f'evidence (task both): val macro-F1 {report["val_evidence_macro_f1"]:.4f} (cross-fitted)  test macro-F1 '
               f'{report["test_evidence_macro_f1"]:.4f}  recall@1 {report["test_evidence_recall_at_1"]:.3f}  recall@3 '
               f'{report["test_evidence_recall_at_3"]:.3f}  objective {report["objective"]} = {report["objective_value"]:.4f}')
+        n = {k: sum(c.get(k, 0) for c in (report.get('evidence_counts') or {}).values()) for k in ('evidence_sentences', 'evidence_sentences_lost', 'unmapped')}
+        print(f'evidence sentences cut by the {cfg.max_seq_length}-token truncation: {n["evidence_sentences_lost"]} of {n["evidence_sentences"]}; '
+              f'annotation rows found in no sentence: {n["unmapped"]} (listed in the report)', file=sys.stderr)
     print(f'report: {out/"evaluation_report.json"}')
     return report
 
