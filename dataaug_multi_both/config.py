@@ -226,8 +226,8 @@ def fit_batch(batch_size:int, # posts per forward pass asked for
 # %% ../nbs/01_config.ipynb #c6c340b7
 def spell_choices(doc:str # a field comment, e.g. from `fastcore.docments`
                  ) -> str:
-    "`doc` with each 'one of NAME' (a tuple in this module) replaced by NAME's values."
+    "`doc` with each 'one of NAME' (a tuple or table in this module) replaced by NAME's values (a table's names)."
     def spell(m):
         v = globals().get(m[1])
-        return 'one of ' + ', '.join(map(str, v)) if isinstance(v, tuple) else m[0]
+        return 'one of ' + ', '.join(map(str, v)) if isinstance(v, (tuple, dict)) else m[0]
     return re.sub(r'\bone of ([A-Z_]+)\b', spell, doc or '')
