@@ -26,21 +26,21 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 from dataaug_multi_both.baseline import tfidf_baseline
 from dataaug_multi_both.config import config_from_dict
 from dataaug_multi_both.core import set_offline, versions
 from dataaug_multi_both.demo_job import DEMO_BASE
+from dataaug_multi_both.export import seed_stats
 from dataaug_multi_both.model import resolve_backbone
 from dataaug_multi_both.run import load_splits, run_config
 from dataaug_multi_both.sentences import evidence_floor, sentence_labels
 
 
 def stats(xs):
-    """Mean, std (population, as the export reports) and the values."""
+    """`export.seed_stats` (mean, sample std, min, max: what every ± in the README is) and the per-seed values."""
     xs = [float(x) for x in xs]
-    return {"mean": float(np.mean(xs)), "std": float(np.std(xs)), "values": xs}
+    return {**seed_stats(xs), "values": xs}
 
 
 def cpu_name() -> str:

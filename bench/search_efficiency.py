@@ -366,7 +366,8 @@ def _hf_parts(ctx):
 
     def model_init(trial=None):
         m = build_model(cfg, ctx.bb, len(ctx.splits.train.label_names))
-        return CachedBottom(m, (ctx.bb, None), tok.pad_token_id or 0) if ctx.a.hf_cache and frozen_depth(m) else Wrapped(m)
+        key = (ctx.bb, cfg.seed if ctx.bb == "tiny" else None)  # the trainer's cache key: a random 'tiny' bottom depends on the seed
+        return CachedBottom(m, key, tok.pad_token_id or 0) if ctx.a.hf_cache and frozen_depth(m) else Wrapped(m)
 
     coll = DataCollatorWithPadding(tok, pad_to_multiple_of=cfg.pad_to_multiple_of)
     return rows, model_init, coll

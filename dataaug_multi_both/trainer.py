@@ -491,6 +491,7 @@ def train(cfg:TrainConfig, # every knob of the run
     res.frozen_seconds = time.perf_counter() - t_frozen
     model.train()
     eval_index, loss_sum, loss_n, step = 0, 0.0, 0, 0
+    train_ev = test_ev = None
     try:
         for epoch in range(n_epochs):
             texts = augment_texts(train_set.texts, cfg.augmentation_method, cfg.augmentation_prob, seed=cfg.seed,
@@ -499,7 +500,8 @@ def train(cfg:TrainConfig, # every knob of the run
             t_frozen = time.perf_counter()
             frozen = frozen_features(model, train_ids, pad_id, key, device) if cache else None
             res.frozen_seconds += time.perf_counter() - t_frozen
-            train_ev = evidence_data(tokenizer, train_set, cfg, texts) if task == 'both' else None
+            if task == 'both' and (train_ev is None or augmented):     # unaugmented posts: the same sentences every epoch
+                train_ev = evidence_data(tokenizer, train_set, cfg, texts)
             batches = make_batches([len(x) for x in train_ids], batch_size, rng, cfg.group_by_length)
             share = min(1.0, cfg.epochs - epoch)                      # the last epoch may be partial
             n_run, eval_at = epoch_plan(len(batches), share, cfg.evals_per_epoch)
@@ -545,8 +547,10 @@ def train(cfg:TrainConfig, # every knob of the run
         test_ev = evidence_data(tokenizer, splits.test, cfg) if task == 'both' else None
         res.test_probs, res.test_sentence_probs = predict_split(model, test_ids, test_ev, pad_id, device, precision, frozen_test)
     if task == 'both':
-        labelled = {name: (sentence_labels(part), part) for name, part in (('train', train_set), ('val', splits.val), ('test', splits.test))}
-        res.evidence = {name: {**sl.counts, **truncation_counts(evidence_data(tokenizer, part, cfg)),
-                               'unmapped_rows': [list(r) for r in sl.unmapped]}      # (post_id, sentence_id) of rows found in no sentence
-                        for name, (sl, part) in labelled.items()}
+        evs = {'train': (train_set, None if augmented else train_ev), 'val': (splits.val, val_ev), 'test': (splits.test, test_ev)}
+        res.evidence = {}
+        for name, (part, ev) in evs.items():                        # the splits' own texts, reusing what was built above
+            sl = sentence_labels(part)
+            res.evidence[name] = {**sl.counts, **truncation_counts(ev or evidence_data(tokenizer, part, cfg)),
+                                  'unmapped_rows': [list(r) for r in sl.unmapped]}   # (post_id, sentence_id) of rows in no sentence
     return res
