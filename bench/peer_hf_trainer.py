@@ -8,13 +8,16 @@ as a user who picks a checkpoint or tunes thresholds runs it), then predict test
 (model build to test predictions) and test macro-F1; then the wall-time ratio project / HF.
 
 Two project variants: `equal` matches the peer knob for knob (post head only, one learning rate, plain BCE, threshold 0.5 on test,
-no freezing); `defaults` uses the project's defaults (head learning rate x20, weighted BCE, thresholds tuned on
-validation). The peer always uses plain BCE, one learning rate and threshold 0.5.
+no freezing, random batches); `defaults` uses the project's defaults (head learning rate x20, weighted BCE, thresholds tuned on
+validation, the evidence head, length-grouped batches). The peer always uses plain BCE, one learning rate and threshold 0.5. With `--grouped` a second knob-for-knob
+pair runs with length-grouped batches on both sides (the project's `group_by_length`, `Trainer`'s `train_sampling_strategy="group_by_length"`,
+both sorting posts by length inside chunks of 50 batches).
 
     python bench/peer_hf_trainer.py [--layers 2] [--epochs 1] [--seq 128] [--batch 16] [--rounds 2]
 """
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -57,7 +60,7 @@ class Wrapped(torch.nn.Module):
         return out
 
 
-def peer(cfg, splits):
+def peer(cfg, splits, grouped: bool = False):
     """Wall seconds and test macro-F1 of `transformers.Trainer` on the same model, data and knobs."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -89,6 +92,7 @@ def peer(cfg, splits):
         disable_tqdm=True,
         bf16=False,
         fp16=False,
+        train_sampling_strategy="group_by_length" if grouped else "random",
     )
     trainer = Trainer(
         model=model,
@@ -114,6 +118,7 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--grouped", action="store_true", help="also run both sides with length-grouped batches")
     a = p.parse_args()
     try:
         import accelerate  # noqa: F401  -- transformers.Trainer needs it on PyTorch
@@ -134,36 +139,49 @@ def main():
         evals_per_epoch=1,
         seed=42,
     )
-    equal = config_from_dict({**knobs, "head_lr_scale": 1.0, "loss_type": "bce", "task": "criteria"})  # the peer has no evidence head
+    # the peer has no evidence head and batches at random (its default sampler)
+    equal = config_from_dict({**knobs, "head_lr_scale": 1.0, "loss_type": "bce", "task": "criteria", "group_by_length": False})
     defaults = config_from_dict(knobs)
+    equal_grouped = config_from_dict({**dataclasses.asdict(equal), "group_by_length": True})
     print(
         f"{a.layers}-layer MiniLM, {a.epochs:g} epoch(s), seq {a.seq}, batch {a.batch}, lr {a.lr:g}, fp32, "
         f"{len(splits.train)} training posts, {torch.get_num_threads()} threads"
     )
     # one short untimed run of each first: a process's first training run pays one-time costs (kernel set-up, file
     # reads) that fell on whichever side ran first (round 1 measured 1.52 where round 2 measured 0.92)
-    warm = config_from_dict({**knobs, "epochs": 0.05, "head_lr_scale": 1.0, "loss_type": "bce", "task": "criteria"})
+    warm = config_from_dict({**dataclasses.asdict(equal), "epochs": 0.05})
     project(warm, splits, tuned=False)
     peer(warm, splits)
-    walls: dict = {"project (equal)": [], "HF Trainer": [], "project (defaults)": []}
+    runs = [
+        ("project (equal)", lambda: project(equal, splits, tuned=False)),
+        ("HF Trainer", lambda: peer(equal, splits)),
+        ("project (defaults)", lambda: project(defaults, splits, tuned=True)),
+    ]
+    if a.grouped:
+        runs += [
+            ("project (grouped)", lambda: project(equal_grouped, splits, tuned=False)),
+            ("HF Trainer (grouped)", lambda: peer(equal, splits, grouped=True)),
+        ]
+    walls: dict = {name: [] for name, _ in runs}
     f1s: dict = {k: [] for k in walls}
     for r in range(a.rounds):
-        for name, fn in (
-            ("project (equal)", lambda: project(equal, splits, tuned=False)),
-            ("HF Trainer", lambda: peer(equal, splits)),
-            ("project (defaults)", lambda: project(defaults, splits, tuned=True)),
-        ):
+        for name, fn in runs:
             w, f = fn()
             walls[name].append(w)
             f1s[name].append(f)
-            print(f"round {r + 1} {name:<19} {w:6.1f}s  test macro-F1 {f:.4f}  (load {os.getloadavg()[0]:.1f})", flush=True)
-    ratios = [p / h for p, h in zip(walls["project (equal)"], walls["HF Trainer"])]
-    print(
-        f"\nwall ratio project / HF Trainer at equal configuration, per round: {', '.join(f'{x:.2f}' for x in ratios)} "
-        f"(median {np.median(ratios):.2f}; goal <= 1.0)"
-    )
+            print(f"round {r + 1} {name:<20} {w:6.1f}s  test macro-F1 {f:.4f}  (load {os.getloadavg()[0]:.1f})", flush=True)
+    pairs = [("project (equal)", "HF Trainer", "at equal configuration")]
+    if a.grouped:
+        pairs.append(("project (grouped)", "HF Trainer (grouped)", "both length-grouped"))
+    print()
+    for mine, theirs, what in pairs:
+        ratios = [p / h for p, h in zip(walls[mine], walls[theirs])]
+        print(
+            f"wall ratio project / HF Trainer {what}, per round: {', '.join(f'{x:.2f}' for x in ratios)} "
+            f"(median {np.median(ratios):.2f}; sums {sum(walls[mine]):.1f}s / {sum(walls[theirs]):.1f}s; goal <= 1.0)"
+        )
     for k in walls:
-        print(f"{k:<19} median wall {np.median(walls[k]):6.1f}s  test macro-F1 mean {np.mean(f1s[k]):.4f}")
+        print(f"{k:<20} median wall {np.median(walls[k]):6.1f}s  test macro-F1 mean {np.mean(f1s[k]):.4f}")
 
 
 if __name__ == "__main__":

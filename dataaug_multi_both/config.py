@@ -103,7 +103,7 @@ class TrainConfig:
     max_seq_length: int = 128          # tokens per post after truncation
     truncation_side: str = 'right'     # which end of a long post is cut
     pad_to_multiple_of: int | None = 8 # dynamic padding rounds the batch length up to this
-    group_by_length: bool = False      # batch posts of similar length together (less padding)
+    group_by_length: bool = True       # batch posts of similar length together (less padding; False: random batches, as HF Trainer's default)
     data_fraction: float = 1.0         # share of training posts used (seeded subset)
     augmentation_method: str = 'none'  # one of AUG_METHODS
     augmentation_prob: float = 0.0     # chance that a training post is augmented each epoch

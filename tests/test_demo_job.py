@@ -37,7 +37,8 @@ def test_stage_within_starts_nothing_after_the_deadline(demo_dir, tmp_path):
         base=base,
         max_seq_lengths=(64,),
     )
-    s = run_stage_within(job, deadline=time.time() + 1, estimate=5, min_trials=2)
+    # the deadline has passed before the first trial (a deadline a second ahead let a fast machine fit a third trial)
+    s = run_stage_within(job, deadline=time.time() - 1, estimate=5, min_trials=2)
     assert trials_done(prepare_study(job)[0]) == 2 and s["ran_now"] == 2  # min_trials ran, then the clock stopped it
 
 
