@@ -26,7 +26,6 @@ import time
 import warnings
 from pathlib import Path
 
-
 from dataaug_multi_both.baseline import tfidf_baseline
 from dataaug_multi_both.config import config_from_dict
 from dataaug_multi_both.core import set_offline, versions
@@ -97,7 +96,9 @@ def main():
                 flush=True,
             )
     sp = splits
-    floor_post = tfidf_baseline(sp.train.texts, sp.train.labels, sp.val.texts, sp.val.labels, sp.test.texts, sp.test.labels, sp.train.label_names)
+    floor_post = tfidf_baseline(
+        sp.train.texts, sp.train.labels, sp.val.texts, sp.val.labels, sp.test.texts, sp.test.labels, sp.train.label_names
+    )
     floor_ev = evidence_floor(
         sp.train.texts, sentence_labels(sp.train), sp.val.texts, sentence_labels(sp.val), sp.test.texts, sentence_labels(sp.test)
     )
@@ -115,10 +116,18 @@ def main():
         "criteria": {k: stats([r[k] for r in runs["criteria"]]) for k in ("val_macro_f1", "test_macro_f1", "posts_per_second")},
         "both": {
             k: stats([r[k] for r in runs["both"]])
-            for k in ("val_macro_f1", "test_macro_f1", "posts_per_second", "test_evidence_macro_f1", "test_evidence_recall_at_1",
-                      "test_evidence_recall_at_3")
+            for k in (
+                "val_macro_f1",
+                "test_macro_f1",
+                "posts_per_second",
+                "test_evidence_macro_f1",
+                "test_evidence_recall_at_1",
+                "test_evidence_recall_at_3",
+            )
         },
-        "post_test_gain_both_minus_criteria": stats([b["test_macro_f1"] - c["test_macro_f1"] for c, b in zip(runs["criteria"], runs["both"])]),
+        "post_test_gain_both_minus_criteria": stats(
+            [b["test_macro_f1"] - c["test_macro_f1"] for c, b in zip(runs["criteria"], runs["both"])]
+        ),
         "throughput_ratio_both_over_criteria": stats(ratio),
         "floor": {
             "post_val_macro_f1": floor_post["val_macro_f1"],
@@ -141,7 +150,9 @@ def main():
     f = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"  # noqa: E731
     print(f"\n{'':<10} {'post val':>15} {'post test':>15} {'evidence test':>15} {'recall@1':>9} {'recall@3':>9} {'posts/s':>8}")
     c, b, fl = out["criteria"], out["both"], out["floor"]
-    print(f"{'criteria':<10} {f(c['val_macro_f1']):>15} {f(c['test_macro_f1']):>15} {'-':>15} {'-':>9} {'-':>9} {c['posts_per_second']['mean']:8.1f}")
+    print(
+        f"{'criteria':<10} {f(c['val_macro_f1']):>15} {f(c['test_macro_f1']):>15} {'-':>15} {'-':>9} {'-':>9} {c['posts_per_second']['mean']:8.1f}"
+    )
     print(
         f"{'both':<10} {f(b['val_macro_f1']):>15} {f(b['test_macro_f1']):>15} {f(b['test_evidence_macro_f1']):>15} "
         f"{b['test_evidence_recall_at_1']['mean']:9.3f} {b['test_evidence_recall_at_3']['mean']:9.3f} {b['posts_per_second']['mean']:8.1f}"

@@ -40,6 +40,9 @@ def test_stage_within_starts_nothing_after_the_deadline(demo_dir, tmp_path):
     # the deadline has passed before the first trial (a deadline a second ahead let a fast machine fit a third trial)
     s = run_stage_within(job, deadline=time.time() - 1, estimate=5, min_trials=2)
     assert trials_done(prepare_study(job)[0]) == 2 and s["ran_now"] == 2  # min_trials ran, then the clock stopped it
+    # resumed with min_trials already stored: before a trial of its own has run, the estimate decides whether one fits
+    s = run_stage_within(job, deadline=time.time() + 60, estimate=3600, min_trials=2)
+    assert trials_done(prepare_study(job)[0]) == 2 and s["ran_now"] == 0
 
 
 def test_plan_shrinks_with_a_slower_machine():
